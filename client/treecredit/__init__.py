@@ -1,0 +1,29 @@
+"""treecredit: step-level credit for LLM RL from rollout trees. The client SDK (grpcio, protobuf, numpy only).
+
+    forest = treecredit.Forest()
+    root = forest.add(None, prompt_ids, group="q1")
+    ...
+    with treecredit.CreditClient("127.0.0.1:50051") as client:
+        result = client.score(forest, estimator="tree_grpo")
+"""
+
+from treecredit.client import AsyncCreditClient, CreditClient
+from treecredit.errors import FailedPrecondition, InvalidArgument, RequestError, ResourceExhausted
+from treecredit.forest import Forest
+from treecredit.results import DepthProfile, Preferences, PrefixSharing, ScoreResult
+from treecredit.topology import Topology
+
+__all__ = [
+    "AsyncCreditClient",
+    "CreditClient",
+    "DepthProfile",
+    "FailedPrecondition",
+    "Forest",
+    "InvalidArgument",
+    "Preferences",
+    "PrefixSharing",
+    "RequestError",
+    "ResourceExhausted",
+    "ScoreResult",
+    "Topology",
+]

@@ -1,0 +1,79 @@
+"""numpy arrays <-> `treecredit.v1.Tensor`: little-endian row-major bytes, decoded without copies."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection
+
+import numpy as np
+
+from treecredit.errors import InvalidArgument, ResourceExhausted
+from treecredit.v1 import forest_pb2 as pb
+
+# bfloat16 has no numpy dtype: it travels as raw 2-byte words and is decoded to float32.
+_NUMPY_OF = {
+    pb.DATA_TYPE_BOOL: np.dtype("?"),
+    pb.DATA_TYPE_UINT8: np.dtype("u1"),
+    pb.DATA_TYPE_INT32: np.dtype("<i4"),
+    pb.DATA_TYPE_INT64: np.dtype("<i8"),
+    pb.DATA_TYPE_FLOAT16: np.dtype("<f2"),
+    pb.DATA_TYPE_BFLOAT16: np.dtype("<u2"),
+    pb.DATA_TYPE_FLOAT32: np.dtype("<f4"),
+    pb.DATA_TYPE_FLOAT64: np.dtype("<f8"),
+}
+_WIRE_OF = {dt.newbyteorder("<"): code for code, dt in _NUMPY_OF.items() if code != pb.DATA_TYPE_BFLOAT16}
+
+INTEGER = (pb.DATA_TYPE_INT32, pb.DATA_TYPE_INT64)
+FLOAT = (pb.DATA_TYPE_FLOAT32, pb.DATA_TYPE_FLOAT64)
+LOW_FLOAT = (pb.DATA_TYPE_FLOAT16, pb.DATA_TYPE_BFLOAT16, *FLOAT)
+MASK = (pb.DATA_TYPE_BOOL, pb.DATA_TYPE_UINT8)
+
+
+def encode(array, dtype: np.dtype | str | None = None) -> pb.Tensor:
+    """A Tensor holding `array` (cast to `dtype` if given) as little-endian row-major bytes."""
+    array = np.asarray(array, dtype=dtype)
+    wire_dtype = array.dtype.newbyteorder("<")
+    if wire_dtype not in _WIRE_OF:
+        raise TypeError(f"no wire type for numpy dtype {array.dtype}")
+    data = np.ascontiguousarray(array, dtype=wire_dtype)
+    return pb.Tensor(dtype=_WIRE_OF[wire_dtype], shape=array.shape, data=data.tobytes())
+
+
+def decode(
+    tensor: pb.Tensor,
+    field: str,
+    *,
+    dtypes: Collection[int],
+    ndim: int,
+    max_elements: int | None = None,
+) -> np.ndarray:
+    """The array a Tensor holds, read-only and without a copy (bfloat16 is widened to float32).
+
+    Checks, before anything is allocated: the dtype is one of `dtypes`, the shape has `ndim`
+    non-negative dimensions, `max_elements` is respected, and the bytes match dtype and shape.
+    """
+    if tensor.dtype not in _NUMPY_OF:
+        raise InvalidArgument(f"{field}.dtype", f"unknown data type {tensor.dtype}")
+    if tensor.dtype not in dtypes:
+        allowed = ", ".join(pb.DataType.Name(d) for d in dtypes)
+        raise InvalidArgument(f"{field}.dtype", f"{pb.DataType.Name(tensor.dtype)} is not one of {allowed}")
+    shape = tuple(tensor.shape)
+    if len(shape) != ndim:
+        raise InvalidArgument(f"{field}.shape", f"expected {ndim} dimensions, got {list(shape)}")
+    if any(d < 0 for d in shape):
+        raise InvalidArgument(f"{field}.shape", f"negative dimension in {list(shape)}")
+    elements = math.prod(shape)
+    if max_elements is not None and elements > max_elements:
+        raise ResourceExhausted(f"{field}.shape", f"{elements} elements exceed the limit of {max_elements}")
+    itemsize = _NUMPY_OF[tensor.dtype].itemsize
+    if len(tensor.data) != elements * itemsize:
+        raise InvalidArgument(
+            f"{field}.data",
+            f"{len(tensor.data)} bytes do not match shape {list(shape)} of "
+            f"{pb.DataType.Name(tensor.dtype)} ({elements * itemsize} bytes)",
+        )
+    array = np.frombuffer(tensor.data, dtype=_NUMPY_OF[tensor.dtype]).reshape(shape)
+    if tensor.dtype == pb.DATA_TYPE_BFLOAT16:
+        return (array.astype(np.uint32) << 16).view(np.float32)
+    return array
+

@@ -1,0 +1,98 @@
+"""Thin clients: build a request from a Forest, call the service, wrap the response. Sync and asyncio."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import grpc
+
+from treecredit.forest import Forest
+from treecredit.results import ScoreResult
+from treecredit.v1 import credit_pb2 as pb
+from treecredit.v1 import credit_pb2_grpc as pb_grpc
+
+MAX_MESSAGE_BYTES = 512 << 20
+CHANNEL_OPTIONS = (
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+)
+
+
+def score_request(forest: Forest, estimator: str, *, normalize_std: bool = True,
+                  sibling_std: bool = False, min_margin: float = 0.0) -> pb.ScoreRequest:
+    try:
+        estimator_value = pb.Estimator.Value("ESTIMATOR_" + estimator.upper())
+    except ValueError:
+        raise ValueError(f"unknown estimator {estimator!r}") from None
+    return pb.ScoreRequest(
+        forest=forest.to_proto(),
+        estimator=estimator_value,
+        options=pb.ScoreOptions(normalize_std=normalize_std, sibling_std=sibling_std, min_margin=min_margin),
+    )
+
+
+def _channel_options(options: Sequence[tuple[str, object]]) -> list[tuple[str, object]]:
+    return [*CHANNEL_OPTIONS, *options]
+
+
+class CreditClient:
+    """Blocking client. `target` is a gRPC target ("127.0.0.1:50051", "dns:///treecredit:50051").
+
+    `timeout` (seconds) is the default deadline of each call; `credentials` makes a TLS channel.
+    """
+
+    def __init__(self, target: str, *, timeout: float | None = None,
+                 credentials: grpc.ChannelCredentials | None = None, options: Sequence[tuple[str, object]] = ()):
+        self.timeout = timeout
+        if credentials is None:
+            self._channel = grpc.insecure_channel(target, options=_channel_options(options))
+        else:
+            self._channel = grpc.secure_channel(target, credentials, options=_channel_options(options))
+        self._stub = pb_grpc.CreditServiceStub(self._channel)
+
+    def score(self, forest: Forest, estimator: str = "tree_grpo", *, timeout: float | None = None,
+              **options) -> ScoreResult:
+        """Per-step advantages, preferences and the granularity report of `forest`.
+
+        Options: `normalize_std` (default True), `sibling_std` (value_diff), `min_margin` (preferences).
+        """
+        request = score_request(forest, estimator, **options)
+        response = self._stub.Score(request, timeout=timeout or self.timeout)
+        return ScoreResult.from_proto(forest, response)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> CreditClient:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class AsyncCreditClient:
+    """The asyncio twin of `CreditClient`: the same methods, awaited."""
+
+    def __init__(self, target: str, *, timeout: float | None = None,
+                 credentials: grpc.ChannelCredentials | None = None, options: Sequence[tuple[str, object]] = ()):
+        self.timeout = timeout
+        if credentials is None:
+            self._channel = grpc.aio.insecure_channel(target, options=_channel_options(options))
+        else:
+            self._channel = grpc.aio.secure_channel(target, credentials, options=_channel_options(options))
+        self._stub = pb_grpc.CreditServiceStub(self._channel)
+
+    async def score(self, forest: Forest, estimator: str = "tree_grpo", *, timeout: float | None = None,
+                    **options) -> ScoreResult:
+        request = score_request(forest, estimator, **options)
+        response = await self._stub.Score(request, timeout=timeout or self.timeout)
+        return ScoreResult.from_proto(forest, response)
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def __aenter__(self) -> AsyncCreditClient:
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()

@@ -1,0 +1,1 @@
+"""treecredit's gRPC service: `codec` (wire <-> arrays), `credit` (the math), `service` (RPCs), `app` (the server)."""

@@ -1,0 +1,53 @@
+"""Assemble and run the server: the credit service, health, reflection, graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from treecredit.v1 import credit_pb2, credit_pb2_grpc
+from treecredit_server import log
+from treecredit_server.config import Settings
+from treecredit_server.service import CreditService
+
+SERVICE_NAME = credit_pb2.DESCRIPTOR.services_by_name["CreditService"].full_name
+_log = log.get("treecredit.server")
+
+
+async def serve(settings: Settings) -> None:
+    """Serve until SIGTERM or SIGINT, then drain: NOT_SERVING, refuse new calls, finish in-flight ones."""
+    executor = ThreadPoolExecutor(settings.compute_threads, thread_name_prefix="compute")
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", settings.max_message_bytes),
+            ("grpc.max_send_message_length", settings.max_message_bytes),
+        ]
+    )
+    credit_pb2_grpc.add_CreditServiceServicer_to_server(CreditService(settings, executor), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
+    )
+    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    await server.start()
+    for service in ("", SERVICE_NAME):
+        await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
+    _log.info("serving", host=settings.host, port=port)
+
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    await stopping.wait()
+
+    _log.info("draining", grace_seconds=settings.grace_seconds)
+    await health_servicer.enter_graceful_shutdown()
+    await server.stop(settings.grace_seconds)
+    executor.shutdown(wait=True)
+    _log.info("stopped")

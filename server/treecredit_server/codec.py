@@ -1,0 +1,104 @@
+"""Protobuf messages <-> the compute layer's arrays. Decoding validates; nothing here does math."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from treecredit import _wire
+from treecredit.errors import InvalidArgument, ResourceExhausted
+from treecredit.v1 import credit_pb2 as pb
+from treecredit.v1 import forest_pb2
+from treecredit_server.config import Limits
+from treecredit_server.credit import Credit, Estimator
+from treecredit_server.forest import ForestArrays
+
+MAX_TOPK = 64
+
+# Per-token arrays a forest may carry: wire name -> (accepted dtypes, dimensions).
+_TOKEN_FIELDS = {
+    "token_ids": (_wire.INTEGER, 1),
+    "loss_mask": (_wire.MASK, 1),
+    "logprobs": (_wire.FLOAT, 1),
+    "topk_logprobs": (_wire.LOW_FLOAT, 2),
+    "confidence": (_wire.FLOAT, 1),
+}
+
+_ESTIMATORS = {
+    pb.ESTIMATOR_GRPO: Estimator.GRPO,
+    pb.ESTIMATOR_TREE_GRPO: Estimator.TREE_GRPO,
+    pb.ESTIMATOR_TREERL: Estimator.TREERL,
+    pb.ESTIMATOR_VALUE_DIFF: Estimator.VALUE_DIFF,
+}
+
+
+def decode_forest(message: forest_pb2.Forest, limits: Limits, name: str = "forest") -> ForestArrays:
+    """A validated forest from its wire form; InvalidArgument / ResourceExhausted name the field."""
+
+    def node_array(field: str, dtypes, *, required: bool = True) -> np.ndarray | None:
+        if not message.HasField(field):
+            if required:
+                raise InvalidArgument(f"{name}.{field}", "is required")
+            return None
+        return _wire.decode(getattr(message, field), f"{name}.{field}", dtypes=dtypes, ndim=1,
+                            max_elements=limits.max_nodes)
+
+    parent = node_array("parent", _wire.INTEGER)
+    group = node_array("group", _wire.INTEGER)
+    reward = node_array("reward", _wire.FLOAT)
+    num_tokens = node_array("num_tokens", _wire.INTEGER, required=False)
+    if num_tokens is not None and len(num_tokens) == len(parent):
+        total = int(num_tokens.sum(dtype=np.int64))
+        if total > limits.max_tokens:
+            raise ResourceExhausted(f"{name}.num_tokens", f"{total} tokens exceed the limit of {limits.max_tokens}")
+    tokens = {}
+    for field, (dtypes, ndim) in _TOKEN_FIELDS.items():
+        if message.HasField(field):
+            width = MAX_TOPK if ndim == 2 else 1
+            values = _wire.decode(getattr(message, field), f"{name}.{field}", dtypes=dtypes, ndim=ndim,
+                                  max_elements=limits.max_tokens * width)
+            if ndim == 2 and values.shape[1] > MAX_TOPK:
+                raise InvalidArgument(f"{name}.{field}.shape", f"k = {values.shape[1]} exceeds {MAX_TOPK}")
+            tokens[field] = values.astype(bool) if field == "loss_mask" else values
+    return ForestArrays.validated(parent, group, reward, num_tokens, tokens, name=name)
+
+
+def decode_estimator(value: int) -> Estimator:
+    if value not in _ESTIMATORS:
+        known = ", ".join(pb.Estimator.Name(v) for v in _ESTIMATORS)
+        raise InvalidArgument("estimator", f"unknown or unspecified estimator {value}; expected one of {known}")
+    return _ESTIMATORS[value]
+
+
+def decode_score_options(options: pb.ScoreOptions) -> dict:
+    if not (math.isfinite(options.min_margin) and options.min_margin >= 0):
+        raise InvalidArgument("options.min_margin", f"must be finite and >= 0, got {options.min_margin}")
+    return {
+        "normalize_std": options.normalize_std if options.HasField("normalize_std") else True,
+        "sibling_std": options.sibling_std,
+        "min_margin": options.min_margin,
+    }
+
+
+def encode_credit(credit: Credit, estimator: Estimator) -> pb.ScoreResponse:
+    enc = _wire.encode
+    prefs, profile, sharing = credit.preferences, credit.depth_profile, credit.sharing
+    return pb.ScoreResponse(
+        scope=pb.ADVANTAGE_SCOPE_LEAF if estimator.leaf_level else pb.ADVANTAGE_SCOPE_NODE,
+        node_advantages=enc(credit.node_advantages, np.float64),
+        leaf_advantages=enc(credit.leaf_advantages, np.float64),
+        preferences=pb.Preferences(
+            winner=enc(prefs.winner, np.int64), loser=enc(prefs.loser, np.int64),
+            margin=enc(prefs.margin, np.float64), depth=enc(prefs.depth, np.int64),
+        ),
+        depth_profile=pb.DepthProfile(
+            depth=enc(profile.depth, np.int64), branch_points=enc(profile.branch_points, np.int64),
+            sibling_pairs=enc(profile.sibling_pairs, np.int64),
+            mean_abs_advantage=enc(profile.mean_abs_advantage, np.float64), tokens=enc(profile.tokens, np.int64),
+        ),
+        sharing=pb.PrefixSharing(
+            unique_tokens=sharing.unique_tokens, trajectory_tokens=sharing.trajectory_tokens,
+            sharing=sharing.sharing, trajectories_per_1k_tokens=sharing.trajectories_per_1k_tokens,
+        ),
+    )

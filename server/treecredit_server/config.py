@@ -1,0 +1,66 @@
+"""Server settings: command-line flags, each also read from a `TREECREDIT_*` environment variable."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, fields
+
+MiB = 1 << 20
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may ask for; over a limit the client gets RESOURCE_EXHAUSTED."""
+
+    max_nodes: int = 4_000_000
+    max_tokens: int = 64_000_000
+    max_sibling_pairs: int = 16_000_000
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 50051
+    max_message_mb: int = 512
+    grace_seconds: float = 10.0
+    compute_threads: int = 4
+    log_level: str = "info"
+    max_nodes: int = Limits.max_nodes
+    max_tokens: int = Limits.max_tokens
+    max_sibling_pairs: int = Limits.max_sibling_pairs
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(**{f.name: getattr(self, f.name) for f in fields(Limits)})
+
+    @property
+    def max_message_bytes(self) -> int:
+        return self.max_message_mb * MiB
+
+
+HELP = {
+    "host": "address to listen on",
+    "port": "port to listen on (0 picks a free one and prints it)",
+    "max_message_mb": "largest gRPC message accepted or sent, MiB",
+    "grace_seconds": "on SIGTERM/SIGINT, how long in-flight calls may take to finish",
+    "compute_threads": "threads that run computations off the event loop",
+    "log_level": "debug, info, warning or error",
+    "max_nodes": "most nodes in one forest",
+    "max_tokens": "most tokens in one forest",
+    "max_sibling_pairs": "most sibling pairs one forest's branch points may give",
+}
+
+
+def parse(argv: list[str] | None = None, environ: dict[str, str] | None = None) -> Settings:
+    """Settings from flags, falling back to `TREECREDIT_<FLAG>` variables, then to the defaults."""
+    environ = os.environ if environ is None else environ
+    parser = argparse.ArgumentParser(prog="treecredit-server", description="Serve step-level credit over gRPC.")
+    for f in fields(Settings):
+        variable = f"TREECREDIT_{f.name.upper()}"
+        default = type(f.default)(environ.get(variable, f.default))
+        parser.add_argument(
+            "--" + f.name.replace("_", "-"), type=type(f.default), default=default,
+            help=f"{HELP[f.name]} (env {variable}, default {f.default})",
+        )
+    return Settings(**vars(parser.parse_args(argv)))

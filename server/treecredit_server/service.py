@@ -1,0 +1,84 @@
+"""The gRPC layer: each RPC decodes, hands arrays to the compute layer off the event loop, encodes.
+
+No math lives here. Errors the compute layer raises (`treecredit.errors`) become gRPC statuses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+import uuid
+from concurrent.futures import Executor
+
+import grpc
+
+from treecredit.errors import FailedPrecondition, InvalidArgument, RequestError, ResourceExhausted
+from treecredit.v1 import credit_pb2 as pb
+from treecredit.v1 import credit_pb2_grpc as pb_grpc
+from treecredit_server import codec, credit, log
+from treecredit_server.config import Settings
+
+_STATUS_OF = {
+    InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+    ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
+}
+_log = log.get("treecredit.rpc")
+
+
+def unary(handler):
+    """Wrap a unary RPC: a request id, one log line per call, request errors mapped onto statuses."""
+
+    @functools.wraps(handler)
+    async def call(self, request, context: grpc.aio.ServicerContext):
+        started = time.perf_counter()
+        request_id = dict(context.invocation_metadata() or ()).get("x-request-id") or uuid.uuid4().hex[:16]
+        context.set_trailing_metadata((("x-request-id", request_id),))
+        status, response = grpc.StatusCode.OK, None
+        try:
+            response = await handler(self, request, context)
+            return response
+        except RequestError as error:
+            status = _STATUS_OF[type(error)]
+            await context.abort(status, str(error))
+        except asyncio.CancelledError:
+            status = grpc.StatusCode.CANCELLED
+            raise
+        except Exception:
+            status = grpc.StatusCode.INTERNAL
+            _log.exception("rpc_failed", method=handler.__name__, request_id=request_id)
+            await context.abort(status, f"internal error; request id {request_id}")
+        finally:
+            _log.info(
+                "rpc",
+                method=handler.__name__,
+                peer=context.peer(),
+                request_id=request_id,
+                request_bytes=request.ByteSize(),
+                response_bytes=response.ByteSize() if response is not None else 0,
+                duration_ms=round(1000 * (time.perf_counter() - started), 3),
+                status=status.name,
+            )
+
+    return call
+
+
+class CreditService(pb_grpc.CreditServiceServicer):
+    def __init__(self, settings: Settings, executor: Executor):
+        self._limits = settings.limits
+        self._executor = executor
+
+    async def _off_loop(self, function, *args):
+        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+
+    @unary
+    async def Score(self, request: pb.ScoreRequest, context) -> pb.ScoreResponse:
+        return await self._off_loop(self._score, request)
+
+    def _score(self, request: pb.ScoreRequest) -> pb.ScoreResponse:
+        forest = codec.decode_forest(request.forest, self._limits)
+        estimator = codec.decode_estimator(request.estimator)
+        options = codec.decode_score_options(request.options)
+        result = credit.score(forest, estimator, **options, max_sibling_pairs=self._limits.max_sibling_pairs)
+        return codec.encode_credit(result, estimator)
