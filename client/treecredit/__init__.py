@@ -7,6 +7,7 @@
         result = client.score(forest, estimator="tree_grpo")
 """
 
+from treecredit.channel import ROUND_ROBIN, tls_credentials
 from treecredit.client import AsyncCreditClient, CreditClient
 from treecredit.errors import FailedPrecondition, InvalidArgument, RequestError, ResourceExhausted
 from treecredit.forest import Forest
@@ -14,6 +15,7 @@ from treecredit.results import DepthProfile, Preferences, PrefixSharing, ScoreRe
 from treecredit.topology import Topology
 
 __all__ = [
+    "ROUND_ROBIN",
     "AsyncCreditClient",
     "CreditClient",
     "DepthProfile",
@@ -26,4 +28,5 @@ __all__ = [
     "ResourceExhausted",
     "ScoreResult",
     "Topology",
+    "tls_credentials",
 ]

@@ -29,14 +29,21 @@ LOW_FLOAT = (pb.DATA_TYPE_FLOAT16, pb.DATA_TYPE_BFLOAT16, *FLOAT)
 MASK = (pb.DATA_TYPE_BOOL, pb.DATA_TYPE_UINT8)
 
 
-def encode(array, dtype: np.dtype | str | None = None) -> pb.Tensor:
-    """A Tensor holding `array` (cast to `dtype` if given) as little-endian row-major bytes."""
+def encode(array, dtype: np.dtype | str | None = None, *, into: pb.Tensor | None = None) -> pb.Tensor:
+    """A Tensor holding `array` (cast to `dtype` if given) as little-endian row-major bytes.
+
+    With `into`, fill that message in place: nested protobuf constructors copy their arguments, and
+    for large arrays the copies cost more than the encoding itself.
+    """
     array = np.asarray(array, dtype=dtype)
     wire_dtype = array.dtype.newbyteorder("<")
     if wire_dtype not in _WIRE_OF:
         raise TypeError(f"no wire type for numpy dtype {array.dtype}")
-    data = np.ascontiguousarray(array, dtype=wire_dtype)
-    return pb.Tensor(dtype=_WIRE_OF[wire_dtype], shape=array.shape, data=data.tobytes())
+    tensor = pb.Tensor() if into is None else into
+    tensor.dtype = _WIRE_OF[wire_dtype]
+    tensor.shape[:] = array.shape
+    tensor.data = np.ascontiguousarray(array, dtype=wire_dtype).tobytes()
+    return tensor
 
 
 def decode(
@@ -66,13 +73,14 @@ def decode(
     if max_elements is not None and elements > max_elements:
         raise ResourceExhausted(f"{field}.shape", f"{elements} elements exceed the limit of {max_elements}")
     itemsize = _NUMPY_OF[tensor.dtype].itemsize
-    if len(tensor.data) != elements * itemsize:
+    data = tensor.data  # each read of a bytes field copies it: read once
+    if len(data) != elements * itemsize:
         raise InvalidArgument(
             f"{field}.data",
-            f"{len(tensor.data)} bytes do not match shape {list(shape)} of "
+            f"{len(data)} bytes do not match shape {list(shape)} of "
             f"{pb.DataType.Name(tensor.dtype)} ({elements * itemsize} bytes)",
         )
-    array = np.frombuffer(tensor.data, dtype=_NUMPY_OF[tensor.dtype]).reshape(shape)
+    array = np.frombuffer(data, dtype=_NUMPY_OF[tensor.dtype]).reshape(shape)
     if tensor.dtype == pb.DATA_TYPE_BFLOAT16:
         return (array.astype(np.uint32) << 16).view(np.float32)
     return array

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import grpc
 
+from treecredit import channel
 from treecredit.forest import Forest
 from treecredit.results import ScoreResult
 from treecredit.v1 import credit_pb2 as pb
@@ -24,11 +25,12 @@ def score_request(forest: Forest, estimator: str, *, normalize_std: bool = True,
         estimator_value = pb.Estimator.Value("ESTIMATOR_" + estimator.upper())
     except ValueError:
         raise ValueError(f"unknown estimator {estimator!r}") from None
-    return pb.ScoreRequest(
-        forest=forest.to_proto(),
+    request = pb.ScoreRequest(
         estimator=estimator_value,
         options=pb.ScoreOptions(normalize_std=normalize_std, sibling_std=sibling_std, min_margin=min_margin),
     )
+    forest.to_proto(into=request.forest)
+    return request
 
 
 def _channel_options(options: Sequence[tuple[str, object]]) -> list[tuple[str, object]]:
@@ -38,16 +40,16 @@ def _channel_options(options: Sequence[tuple[str, object]]) -> list[tuple[str, o
 class CreditClient:
     """Blocking client. `target` is a gRPC target ("127.0.0.1:50051", "dns:///treecredit:50051").
 
-    `timeout` (seconds) is the default deadline of each call; `credentials` makes a TLS channel.
+    `timeout` (seconds) is the default deadline of each call; `credentials` makes a TLS channel
+    (`treecredit.tls_credentials`); `token` is sent as `authorization: Bearer <token>` on every call;
+    `options=treecredit.ROUND_ROBIN` spreads calls over every address `target` resolves to.
     """
 
     def __init__(self, target: str, *, timeout: float | None = None,
-                 credentials: grpc.ChannelCredentials | None = None, options: Sequence[tuple[str, object]] = ()):
+                 credentials: grpc.ChannelCredentials | None = None, token: str | None = None,
+                 options: Sequence[tuple[str, object]] = ()):
         self.timeout = timeout
-        if credentials is None:
-            self._channel = grpc.insecure_channel(target, options=_channel_options(options))
-        else:
-            self._channel = grpc.secure_channel(target, credentials, options=_channel_options(options))
+        self._channel = channel.channel(target, credentials, token, _channel_options(options))
         self._stub = pb_grpc.CreditServiceStub(self._channel)
 
     def score(self, forest: Forest, estimator: str = "tree_grpo", *, timeout: float | None = None,
@@ -74,12 +76,10 @@ class AsyncCreditClient:
     """The asyncio twin of `CreditClient`: the same methods, awaited."""
 
     def __init__(self, target: str, *, timeout: float | None = None,
-                 credentials: grpc.ChannelCredentials | None = None, options: Sequence[tuple[str, object]] = ()):
+                 credentials: grpc.ChannelCredentials | None = None, token: str | None = None,
+                 options: Sequence[tuple[str, object]] = ()):
         self.timeout = timeout
-        if credentials is None:
-            self._channel = grpc.aio.insecure_channel(target, options=_channel_options(options))
-        else:
-            self._channel = grpc.aio.secure_channel(target, credentials, options=_channel_options(options))
+        self._channel = channel.aio_channel(target, credentials, token, _channel_options(options))
         self._stub = pb_grpc.CreditServiceStub(self._channel)
 
     async def score(self, forest: Forest, estimator: str = "tree_grpo", *, timeout: float | None = None,

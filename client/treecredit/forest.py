@@ -174,6 +174,9 @@ class Forest:
         return self.topology.leaves
 
     # -- wire -----------------------------------------------------------------------------------
-    def to_proto(self) -> pb.Forest:
-        arrays = self.arrays
-        return pb.Forest(**{name: _wire.encode(values) for name, values in arrays.items()})
+    def to_proto(self, into: pb.Forest | None = None) -> pb.Forest:
+        """The wire form; with `into`, filled in place (e.g. `request.forest`) to spare a copy."""
+        message = pb.Forest() if into is None else into
+        for name, values in self.arrays.items():
+            _wire.encode(values, into=getattr(message, name))
+        return message

@@ -11,7 +11,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from treecredit.v1 import credit_pb2, credit_pb2_grpc
-from treecredit_server import log
+from treecredit_server import auth, log, metrics, tls
 from treecredit_server.config import Settings
 from treecredit_server.service import CreditService
 
@@ -23,6 +23,7 @@ async def serve(settings: Settings) -> None:
     """Serve until SIGTERM or SIGINT, then drain: NOT_SERVING, refuse new calls, finish in-flight ones."""
     executor = ThreadPoolExecutor(settings.compute_threads, thread_name_prefix="compute")
     server = grpc.aio.server(
+        interceptors=auth.interceptors(settings),
         options=[
             ("grpc.max_receive_message_length", settings.max_message_bytes),
             ("grpc.max_send_message_length", settings.max_message_bytes),
@@ -34,11 +35,14 @@ async def serve(settings: Settings) -> None:
     reflection.enable_server_reflection(
         (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
     )
-    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    credentials, address = tls.server_credentials(settings), f"{settings.host}:{settings.port}"
+    port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
     await server.start()
     for service in ("", SERVICE_NAME):
         await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
-    _log.info("serving", host=settings.host, port=port)
+    metrics_port = metrics.serve(settings.host, settings.metrics_port)
+    _log.info("serving", host=settings.host, port=port, metrics_port=metrics_port,
+              tls=credentials is not None, auth=bool(settings.auth_tokens_file))
 
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -82,23 +82,22 @@ def decode_score_options(options: pb.ScoreOptions) -> dict:
 
 
 def encode_credit(credit: Credit, estimator: Estimator) -> pb.ScoreResponse:
-    enc = _wire.encode
-    prefs, profile, sharing = credit.preferences, credit.depth_profile, credit.sharing
-    return pb.ScoreResponse(
-        scope=pb.ADVANTAGE_SCOPE_LEAF if estimator.leaf_level else pb.ADVANTAGE_SCOPE_NODE,
-        node_advantages=enc(credit.node_advantages, np.float64),
-        leaf_advantages=enc(credit.leaf_advantages, np.float64),
-        preferences=pb.Preferences(
-            winner=enc(prefs.winner, np.int64), loser=enc(prefs.loser, np.int64),
-            margin=enc(prefs.margin, np.float64), depth=enc(prefs.depth, np.int64),
-        ),
-        depth_profile=pb.DepthProfile(
-            depth=enc(profile.depth, np.int64), branch_points=enc(profile.branch_points, np.int64),
-            sibling_pairs=enc(profile.sibling_pairs, np.int64),
-            mean_abs_advantage=enc(profile.mean_abs_advantage, np.float64), tokens=enc(profile.tokens, np.int64),
-        ),
-        sharing=pb.PrefixSharing(
-            unique_tokens=sharing.unique_tokens, trajectory_tokens=sharing.trajectory_tokens,
-            sharing=sharing.sharing, trajectories_per_1k_tokens=sharing.trajectories_per_1k_tokens,
-        ),
-    )
+    response = pb.ScoreResponse(scope=pb.ADVANTAGE_SCOPE_LEAF if estimator.leaf_level else pb.ADVANTAGE_SCOPE_NODE)
+    _encode_fields(response, credit, node_advantages=np.float64, leaf_advantages=np.float64)
+    # Node ids and depths fit in int32 under any node limit: half the bytes of the largest part.
+    _encode_fields(response.preferences, credit.preferences, winner=np.int32, loser=np.int32, margin=np.float64,
+                   depth=np.int32)
+    _encode_fields(response.depth_profile, credit.depth_profile, depth=np.int64, branch_points=np.int64,
+                   sibling_pairs=np.int64, mean_abs_advantage=np.float64, tokens=np.int64)
+    sharing = credit.sharing
+    response.sharing.unique_tokens = sharing.unique_tokens
+    response.sharing.trajectory_tokens = sharing.trajectory_tokens
+    response.sharing.sharing = sharing.sharing
+    response.sharing.trajectories_per_1k_tokens = sharing.trajectories_per_1k_tokens
+    return response
+
+
+def _encode_fields(message, source, **dtypes) -> None:
+    """Encode `source.<name>` into the Tensor field `message.<name>` as `dtype`, in place, for each name."""
+    for name, dtype in dtypes.items():
+        _wire.encode(getattr(source, name), dtype, into=getattr(message, name))

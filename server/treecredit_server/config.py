@@ -29,6 +29,11 @@ class Settings:
     max_nodes: int = Limits.max_nodes
     max_tokens: int = Limits.max_tokens
     max_sibling_pairs: int = Limits.max_sibling_pairs
+    metrics_port: int = 9464
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_client_ca: str = ""
+    auth_tokens_file: str = ""
 
     @property
     def limits(self) -> Limits:
@@ -49,6 +54,12 @@ HELP = {
     "max_nodes": "most nodes in one forest",
     "max_tokens": "most tokens in one forest",
     "max_sibling_pairs": "most sibling pairs one forest's branch points may give",
+    "metrics_port": "port of the Prometheus /metrics endpoint on --host (0 picks a free one and prints it, -1 is off)",
+    "tls_cert": "PEM certificate chain file; with --tls-key the server speaks TLS only",
+    "tls_key": "PEM private key file of --tls-cert",
+    "tls_client_ca": "PEM CA bundle file; with TLS on, clients must present a certificate it signed (mTLS)",
+    "auth_tokens_file": "file of accepted bearer tokens, one a line; when set, calls without one get "
+    "UNAUTHENTICATED (health and reflection stay open)",
 }
 
 

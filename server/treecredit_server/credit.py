@@ -141,25 +141,32 @@ def node_advantages(
 
 
 def sibling_preferences(forest: ForestArrays, value: np.ndarray, *, min_margin: float, max_pairs: int) -> Preferences:
-    """Every ordered pair of children of a branch point whose values differ by more than `min_margin`."""
+    """Every ordered pair of children of a branch point whose values differ by more than `min_margin`.
+
+    Each unordered pair of siblings is looked at once and oriented by the sign of its margin.
+    """
     child = np.flatnonzero(forest.parent >= 0)
     child = child[np.argsort(forest.parent[child], kind="stable")]
     family_size = forest.topology.num_children[forest.parent[child]]
     child, family_size = child[family_size > 1], family_size[family_size > 1]
-    candidates = int(family_size.sum())  # each child meets every member of its family
+    # Position of each child within its family: children of one parent are contiguous after the sort.
+    starts = np.flatnonzero(np.diff(forest.parent[child], prepend=-1))
+    rank = np.arange(len(child)) - np.repeat(starts, np.diff(np.append(starts, len(child))))
+    later = family_size - 1 - rank  # siblings after this child in its family
+    candidates = int(later.sum())
     if candidates > max_pairs:
         raise ResourceExhausted(
             "forest.parent", f"branch points give {candidates} sibling pairs to compare, over the limit of {max_pairs}"
         )
-    family_start = np.searchsorted(forest.parent[child], forest.parent[child], side="left")
-    first = np.repeat(np.arange(len(child)), family_size)
-    offset = np.arange(candidates) - np.repeat(np.cumsum(family_size) - family_size, family_size)
-    second = np.repeat(family_start, family_size) + offset
-    winner, loser = child[first], child[second]
-    margin = value[winner] - value[loser]
-    keep = (margin > min_margin) & (first != second)
-    winner, loser = winner[keep], loser[keep]
-    return Preferences(winner, loser, margin[keep], forest.topology.depth[winner])
+    first = np.repeat(np.arange(len(child)), later)
+    second = first + 1 + (np.arange(candidates) - np.repeat(np.cumsum(later) - later, later))
+    margin = value[child[first]] - value[child[second]]
+    keep = np.abs(margin) > min_margin
+    first, second, margin = first[keep], second[keep], margin[keep]
+    flip = margin < 0
+    winner = child[np.where(flip, second, first)]
+    loser = child[np.where(flip, first, second)]
+    return Preferences(winner, loser, np.abs(margin), forest.topology.depth[winner])
 
 
 def depth_profile(forest: ForestArrays, node_advantage: np.ndarray, preferences: Preferences) -> DepthProfile:

@@ -81,7 +81,8 @@ class ForestArrays:
                 )
 
         root_groups, dense = np.unique(group[is_root], return_inverse=True)
-        dense_group = dense.astype(np.int64)[np.searchsorted(np.flatnonzero(is_root), topology.root)]
+        root_rank = np.cumsum(is_root) - 1  # root r is the root_rank[r]-th root
+        dense_group = dense.astype(np.int64)[root_rank[topology.root]]
         return cls(parent, dense_group, reward, num_tokens, len(root_groups), topology, dict(tokens or {}))
 
 

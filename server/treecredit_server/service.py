@@ -16,7 +16,7 @@ import grpc
 from treecredit.errors import FailedPrecondition, InvalidArgument, RequestError, ResourceExhausted
 from treecredit.v1 import credit_pb2 as pb
 from treecredit.v1 import credit_pb2_grpc as pb_grpc
-from treecredit_server import codec, credit, log
+from treecredit_server import codec, credit, log, metrics
 from treecredit_server.config import Settings
 
 _STATUS_OF = {
@@ -36,6 +36,7 @@ def unary(handler):
         request_id = dict(context.invocation_metadata() or ()).get("x-request-id") or uuid.uuid4().hex[:16]
         context.set_trailing_metadata((("x-request-id", request_id),))
         status, response = grpc.StatusCode.OK, None
+        metrics.call_started(handler.__name__)
         try:
             response = await handler(self, request, context)
             return response
@@ -60,6 +61,7 @@ def unary(handler):
                 duration_ms=round(1000 * (time.perf_counter() - started), 3),
                 status=status.name,
             )
+            metrics.call_finished(handler.__name__, status.name, time.perf_counter() - started, request)
 
     return call
 

@@ -51,7 +51,7 @@ def assert_close(got: torch.Tensor, ref: torch.Tensor, *, rtol: float, atol) -> 
     got = got.detach().cpu().double()
     ref = ref.detach().cpu().double()
     assert got.shape == ref.shape
-    atol = torch.as_tensor(atol, dtype=torch.float64).expand_as(ref) if ref.numel() else atol
+    atol = torch.as_tensor(atol, dtype=torch.float64).cpu().expand_as(ref)
     nan_ref = torch.isnan(ref)
     assert torch.equal(torch.isnan(got), nan_ref), f"NaN mismatch:\n got={got}\n ref={ref}"
     inf_ref = torch.isinf(ref)

@@ -70,6 +70,7 @@ def test_masked_rows(backend_name, device, close):
     logits[2, 1400:] = float("-inf")
     ids[2] = 1450  # sampled a masked token: logprob -inf
     logits[3, :1499] = float("-inf")  # one finite entry, at the end of the last tile
+    logits[3, 1499] = 2.5
     ids[3] = 1499
     got = token_stats(logits.to(device), ids.to(device), k=20)
     assert got.logsumexp[1] == float("-inf") and got.logprob[1] == float("-inf")

@@ -23,31 +23,33 @@ _sym_db = _symbol_database.Default()
 
 
 from treecredit.v1 import forest_pb2 as treecredit_dot_v1_dot_forest__pb2
+from treecredit.v1 import structures_pb2 as treecredit_dot_v1_dot_structures__pb2
+from treecredit.v1 import confidence_pb2 as treecredit_dot_v1_dot_confidence__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1atreecredit/v1/credit.proto\x12\rtreecredit.v1\x1a\x1atreecredit/v1/forest.proto\"e\n\x0cScoreOptions\x12\x1a\n\rnormalize_std\x18\x01 \x01(\x08H\x00\x88\x01\x01\x12\x13\n\x0bsibling_std\x18\x02 \x01(\x08\x12\x12\n\nmin_margin\x18\x03 \x01(\x01\x42\x10\n\x0e_normalize_std\"\x90\x01\n\x0cScoreRequest\x12%\n\x06\x66orest\x18\x01 \x01(\x0b\x32\x15.treecredit.v1.Forest\x12+\n\testimator\x18\x02 \x01(\x0e\x32\x18.treecredit.v1.Estimator\x12,\n\x07options\x18\x03 \x01(\x0b\x32\x1b.treecredit.v1.ScoreOptions\"\xa7\x01\n\x0bPreferences\x12%\n\x06winner\x18\x01 \x01(\x0b\x32\x15.treecredit.v1.Tensor\x12$\n\x05loser\x18\x02 \x01(\x0b\x32\x15.treecredit.v1.Tensor\x12%\n\x06margin\x18\x03 \x01(\x0b\x32\x15.treecredit.v1.Tensor\x12$\n\x05\x64\x65pth\x18\x04 \x01(\x0b\x32\x15.treecredit.v1.Tensor\"\xea\x01\n\x0c\x44\x65pthProfile\x12$\n\x05\x64\x65pth\x18\x01 \x01(\x0b\x32\x15.treecredit.v1.Tensor\x12,\n\rbranch_points\x18\x02 \x01(\x0b\x32\x15.treecredit.v1.Tensor\x12,\n\rsibling_pairs\x18\x03 \x01(\x0b\x32\x15.treecredit.v1.Tensor\x12\x31\n\x12mean_abs_advantage\x18\x04 \x01(\x0b\x32\x15.treecredit.v1.Tensor\x12%\n\x06tokens\x18\x05 \x01(\x0b\x32\x15.treecredit.v1.Tensor\"v\n\rPrefixSharing\x12\x15\n\runique_tokens\x18\x01 \x01(\x03\x12\x19\n\x11trajectory_tokens\x18\x02 \x01(\x03\x12\x0f\n\x07sharing\x18\x03 \x01(\x01\x12\"\n\x1atrajectories_per_1k_tokens\x18\x04 \x01(\x01\"\xb1\x02\n\rScoreResponse\x12,\n\x05scope\x18\x01 \x01(\x0e\x32\x1d.treecredit.v1.AdvantageScope\x12.\n\x0fnode_advantages\x18\x02 \x01(\x0b\x32\x15.treecredit.v1.Tensor\x12.\n\x0fleaf_advantages\x18\x03 \x01(\x0b\x32\x15.treecredit.v1.Tensor\x12/\n\x0bpreferences\x18\x04 \x01(\x0b\x32\x1a.treecredit.v1.Preferences\x12\x32\n\rdepth_profile\x18\x05 \x01(\x0b\x32\x1b.treecredit.v1.DepthProfile\x12-\n\x07sharing\x18\x06 \x01(\x0b\x32\x1c.treecredit.v1.PrefixSharing*\x83\x01\n\tEstimator\x12\x19\n\x15\x45STIMATOR_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x45STIMATOR_GRPO\x10\x01\x12\x17\n\x13\x45STIMATOR_TREE_GRPO\x10\x02\x12\x14\n\x10\x45STIMATOR_TREERL\x10\x03\x12\x18\n\x14\x45STIMATOR_VALUE_DIFF\x10\x04*e\n\x0e\x41\x64vantageScope\x12\x1f\n\x1b\x41\x44VANTAGE_SCOPE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x41\x44VANTAGE_SCOPE_LEAF\x10\x01\x12\x18\n\x14\x41\x44VANTAGE_SCOPE_NODE\x10\x02\x32S\n\rCreditService\x12\x42\n\x05Score\x12\x1b.treecredit.v1.ScoreRequest\x1a\x1c.treecredit.v1.ScoreResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1atreecredit/v1/credit.proto\x12\rtreecredit.v1\x1a\x1atreecredit/v1/forest.proto\x1a\x1etreecredit/v1/structures.proto\x1a\x1etreecredit/v1/confidence.proto\"e\n\x0cScoreOptions\x12\x1a\n\rnormalize_std\x18\x01 \x01(\x08H\x00\x88\x01\x01\x12\x13\n\x0bsibling_std\x18\x02 \x01(\x08\x12\x12\n\nmin_margin\x18\x03 \x01(\x01\x42\x10\n\x0e_normalize_std\"\xa9\x02\n\x0cScoreRequest\x12%\n\x06\x66orest\x18\x01 \x01(\x0b\x32\x15.treecredit.v1.Forest\x12+\n\testimator\x18\x02 \x01(\x0e\x32\x18.treecredit.v1.Estimator\x12,\n\x07options\x18\x03 \x01(\x0b\x32\x1b.treecredit.v1.ScoreOptions\x12,\n\ntool_calls\x18\x04 \x01(\x0b\x32\x18.treecredit.v1.ToolCalls\x12\x36\n\x0fstep_similarity\x18\x05 \x01(\x0b\x32\x1d.treecredit.v1.StepSimilarity\x12\x31\n\nreflection\x18\x06 \x01(\x0b\x32\x1d.treecredit.v1.ReflectRequest\"\xa7\x01\n\x0bPreferences\x12%\n\x06winner\x18\x01 \x01(\x0b\x32\x15.treecredit.v1.Tensor\x12$\n\x05loser\x18\x02 \x01(\x0b\x32\x15.treecredit.v1.Tensor\x12%\n\x06margin\x18\x03 \x01(\x0b\x32\x15.treecredit.v1.Tensor\x12$\n\x05\x64\x65pth\x18\x04 \x01(\x0b\x32\x15.treecredit.v1.Tensor\"\xea\x01\n\x0c\x44\x65pthProfile\x12$\n\x05\x64\x65pth\x18\x01 \x01(\x0b\x32\x15.treecredit.v1.Tensor\x12,\n\rbranch_points\x18\x02 \x01(\x0b\x32\x15.treecredit.v1.Tensor\x12,\n\rsibling_pairs\x18\x03 \x01(\x0b\x32\x15.treecredit.v1.Tensor\x12\x31\n\x12mean_abs_advantage\x18\x04 \x01(\x0b\x32\x15.treecredit.v1.Tensor\x12%\n\x06tokens\x18\x05 \x01(\x0b\x32\x15.treecredit.v1.Tensor\"v\n\rPrefixSharing\x12\x15\n\runique_tokens\x18\x01 \x01(\x03\x12\x19\n\x11trajectory_tokens\x18\x02 \x01(\x03\x12\x0f\n\x07sharing\x18\x03 \x01(\x01\x12\"\n\x1atrajectories_per_1k_tokens\x18\x04 \x01(\x01\"\xd5\x03\n\rScoreResponse\x12,\n\x05scope\x18\x01 \x01(\x0e\x32\x1d.treecredit.v1.AdvantageScope\x12.\n\x0fnode_advantages\x18\x02 \x01(\x0b\x32\x15.treecredit.v1.Tensor\x12.\n\x0fleaf_advantages\x18\x03 \x01(\x0b\x32\x15.treecredit.v1.Tensor\x12/\n\x0bpreferences\x18\x04 \x01(\x0b\x32\x1a.treecredit.v1.Preferences\x12\x32\n\rdepth_profile\x18\x05 \x01(\x0b\x32\x1b.treecredit.v1.DepthProfile\x12-\n\x07sharing\x18\x06 \x01(\x0b\x32\x1c.treecredit.v1.PrefixSharing\x12\x30\n\x11\x61\x63tion_advantages\x18\x07 \x01(\x0b\x32\x15.treecredit.v1.Tensor\x12<\n\x0fstep_similarity\x18\x08 \x01(\x0b\x32#.treecredit.v1.StepSimilarityResult\x12\x32\n\nreflection\x18\t \x01(\x0b\x32\x1e.treecredit.v1.ReflectResponse*\xac\x01\n\tEstimator\x12\x19\n\x15\x45STIMATOR_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x45STIMATOR_GRPO\x10\x01\x12\x17\n\x13\x45STIMATOR_TREE_GRPO\x10\x02\x12\x14\n\x10\x45STIMATOR_TREERL\x10\x03\x12\x18\n\x14\x45STIMATOR_VALUE_DIFF\x10\x04\x12\x14\n\x10\x45STIMATOR_TOOLPO\x10\x05\x12\x11\n\rESTIMATOR_SRL\x10\x06*\x84\x01\n\x0e\x41\x64vantageScope\x12\x1f\n\x1b\x41\x44VANTAGE_SCOPE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x41\x44VANTAGE_SCOPE_LEAF\x10\x01\x12\x18\n\x14\x41\x44VANTAGE_SCOPE_NODE\x10\x02\x12\x1d\n\x19\x41\x44VANTAGE_SCOPE_TOOL_CALL\x10\x03\x32\xd8\x03\n\rCreditService\x12\x42\n\x05Score\x12\x1b.treecredit.v1.ScoreRequest\x1a\x1c.treecredit.v1.ScoreResponse\x12H\n\x07Reflect\x12\x1d.treecredit.v1.ReflectRequest\x1a\x1e.treecredit.v1.ReflectResponse\x12Q\n\nCurriculum\x12 .treecredit.v1.CurriculumRequest\x1a!.treecredit.v1.CurriculumResponse\x12\x45\n\x06\x46ilter\x12\x1c.treecredit.v1.FilterRequest\x1a\x1d.treecredit.v1.FilterResponse\x12\x46\n\x05Watch\x12\x1b.treecredit.v1.WatchRequest\x1a\x1c.treecredit.v1.WatchResponse(\x01\x30\x01\x12W\n\x0cSuggestForks\x12\".treecredit.v1.SuggestForksRequest\x1a#.treecredit.v1.SuggestForksResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'treecredit.v1.credit_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ESTIMATOR']._serialized_start=1159
-  _globals['_ESTIMATOR']._serialized_end=1290
-  _globals['_ADVANTAGESCOPE']._serialized_start=1292
-  _globals['_ADVANTAGESCOPE']._serialized_end=1393
-  _globals['_SCOREOPTIONS']._serialized_start=73
-  _globals['_SCOREOPTIONS']._serialized_end=174
-  _globals['_SCOREREQUEST']._serialized_start=177
-  _globals['_SCOREREQUEST']._serialized_end=321
-  _globals['_PREFERENCES']._serialized_start=324
-  _globals['_PREFERENCES']._serialized_end=491
-  _globals['_DEPTHPROFILE']._serialized_start=494
-  _globals['_DEPTHPROFILE']._serialized_end=728
-  _globals['_PREFIXSHARING']._serialized_start=730
-  _globals['_PREFIXSHARING']._serialized_end=848
-  _globals['_SCORERESPONSE']._serialized_start=851
-  _globals['_SCORERESPONSE']._serialized_end=1156
-  _globals['_CREDITSERVICE']._serialized_start=1395
-  _globals['_CREDITSERVICE']._serialized_end=1478
+  _globals['_ESTIMATOR']._serialized_start=1540
+  _globals['_ESTIMATOR']._serialized_end=1712
+  _globals['_ADVANTAGESCOPE']._serialized_start=1715
+  _globals['_ADVANTAGESCOPE']._serialized_end=1847
+  _globals['_SCOREOPTIONS']._serialized_start=137
+  _globals['_SCOREOPTIONS']._serialized_end=238
+  _globals['_SCOREREQUEST']._serialized_start=241
+  _globals['_SCOREREQUEST']._serialized_end=538
+  _globals['_PREFERENCES']._serialized_start=541
+  _globals['_PREFERENCES']._serialized_end=708
+  _globals['_DEPTHPROFILE']._serialized_start=711
+  _globals['_DEPTHPROFILE']._serialized_end=945
+  _globals['_PREFIXSHARING']._serialized_start=947
+  _globals['_PREFIXSHARING']._serialized_end=1065
+  _globals['_SCORERESPONSE']._serialized_start=1068
+  _globals['_SCORERESPONSE']._serialized_end=1537
+  _globals['_CREDITSERVICE']._serialized_start=1850
+  _globals['_CREDITSERVICE']._serialized_end=2322
 # @@protoc_insertion_point(module_scope)

@@ -1,4 +1,6 @@
 from treecredit.v1 import forest_pb2 as _forest_pb2
+from treecredit.v1 import structures_pb2 as _structures_pb2
+from treecredit.v1 import confidence_pb2 as _confidence_pb2
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -14,20 +16,26 @@ class Estimator(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ESTIMATOR_TREE_GRPO: _ClassVar[Estimator]
     ESTIMATOR_TREERL: _ClassVar[Estimator]
     ESTIMATOR_VALUE_DIFF: _ClassVar[Estimator]
+    ESTIMATOR_TOOLPO: _ClassVar[Estimator]
+    ESTIMATOR_SRL: _ClassVar[Estimator]
 
 class AdvantageScope(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     ADVANTAGE_SCOPE_UNSPECIFIED: _ClassVar[AdvantageScope]
     ADVANTAGE_SCOPE_LEAF: _ClassVar[AdvantageScope]
     ADVANTAGE_SCOPE_NODE: _ClassVar[AdvantageScope]
+    ADVANTAGE_SCOPE_TOOL_CALL: _ClassVar[AdvantageScope]
 ESTIMATOR_UNSPECIFIED: Estimator
 ESTIMATOR_GRPO: Estimator
 ESTIMATOR_TREE_GRPO: Estimator
 ESTIMATOR_TREERL: Estimator
 ESTIMATOR_VALUE_DIFF: Estimator
+ESTIMATOR_TOOLPO: Estimator
+ESTIMATOR_SRL: Estimator
 ADVANTAGE_SCOPE_UNSPECIFIED: AdvantageScope
 ADVANTAGE_SCOPE_LEAF: AdvantageScope
 ADVANTAGE_SCOPE_NODE: AdvantageScope
+ADVANTAGE_SCOPE_TOOL_CALL: AdvantageScope
 
 class ScoreOptions(_message.Message):
     __slots__ = ("normalize_std", "sibling_std", "min_margin")
@@ -40,14 +48,20 @@ class ScoreOptions(_message.Message):
     def __init__(self, normalize_std: _Optional[bool] = ..., sibling_std: _Optional[bool] = ..., min_margin: _Optional[float] = ...) -> None: ...
 
 class ScoreRequest(_message.Message):
-    __slots__ = ("forest", "estimator", "options")
+    __slots__ = ("forest", "estimator", "options", "tool_calls", "step_similarity", "reflection")
     FOREST_FIELD_NUMBER: _ClassVar[int]
     ESTIMATOR_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    TOOL_CALLS_FIELD_NUMBER: _ClassVar[int]
+    STEP_SIMILARITY_FIELD_NUMBER: _ClassVar[int]
+    REFLECTION_FIELD_NUMBER: _ClassVar[int]
     forest: _forest_pb2.Forest
     estimator: Estimator
     options: ScoreOptions
-    def __init__(self, forest: _Optional[_Union[_forest_pb2.Forest, _Mapping]] = ..., estimator: _Optional[_Union[Estimator, str]] = ..., options: _Optional[_Union[ScoreOptions, _Mapping]] = ...) -> None: ...
+    tool_calls: _structures_pb2.ToolCalls
+    step_similarity: _structures_pb2.StepSimilarity
+    reflection: _structures_pb2.ReflectRequest
+    def __init__(self, forest: _Optional[_Union[_forest_pb2.Forest, _Mapping]] = ..., estimator: _Optional[_Union[Estimator, str]] = ..., options: _Optional[_Union[ScoreOptions, _Mapping]] = ..., tool_calls: _Optional[_Union[_structures_pb2.ToolCalls, _Mapping]] = ..., step_similarity: _Optional[_Union[_structures_pb2.StepSimilarity, _Mapping]] = ..., reflection: _Optional[_Union[_structures_pb2.ReflectRequest, _Mapping]] = ...) -> None: ...
 
 class Preferences(_message.Message):
     __slots__ = ("winner", "loser", "margin", "depth")
@@ -88,17 +102,23 @@ class PrefixSharing(_message.Message):
     def __init__(self, unique_tokens: _Optional[int] = ..., trajectory_tokens: _Optional[int] = ..., sharing: _Optional[float] = ..., trajectories_per_1k_tokens: _Optional[float] = ...) -> None: ...
 
 class ScoreResponse(_message.Message):
-    __slots__ = ("scope", "node_advantages", "leaf_advantages", "preferences", "depth_profile", "sharing")
+    __slots__ = ("scope", "node_advantages", "leaf_advantages", "preferences", "depth_profile", "sharing", "action_advantages", "step_similarity", "reflection")
     SCOPE_FIELD_NUMBER: _ClassVar[int]
     NODE_ADVANTAGES_FIELD_NUMBER: _ClassVar[int]
     LEAF_ADVANTAGES_FIELD_NUMBER: _ClassVar[int]
     PREFERENCES_FIELD_NUMBER: _ClassVar[int]
     DEPTH_PROFILE_FIELD_NUMBER: _ClassVar[int]
     SHARING_FIELD_NUMBER: _ClassVar[int]
+    ACTION_ADVANTAGES_FIELD_NUMBER: _ClassVar[int]
+    STEP_SIMILARITY_FIELD_NUMBER: _ClassVar[int]
+    REFLECTION_FIELD_NUMBER: _ClassVar[int]
     scope: AdvantageScope
     node_advantages: _forest_pb2.Tensor
     leaf_advantages: _forest_pb2.Tensor
     preferences: Preferences
     depth_profile: DepthProfile
     sharing: PrefixSharing
-    def __init__(self, scope: _Optional[_Union[AdvantageScope, str]] = ..., node_advantages: _Optional[_Union[_forest_pb2.Tensor, _Mapping]] = ..., leaf_advantages: _Optional[_Union[_forest_pb2.Tensor, _Mapping]] = ..., preferences: _Optional[_Union[Preferences, _Mapping]] = ..., depth_profile: _Optional[_Union[DepthProfile, _Mapping]] = ..., sharing: _Optional[_Union[PrefixSharing, _Mapping]] = ...) -> None: ...
+    action_advantages: _forest_pb2.Tensor
+    step_similarity: _structures_pb2.StepSimilarityResult
+    reflection: _structures_pb2.ReflectResponse
+    def __init__(self, scope: _Optional[_Union[AdvantageScope, str]] = ..., node_advantages: _Optional[_Union[_forest_pb2.Tensor, _Mapping]] = ..., leaf_advantages: _Optional[_Union[_forest_pb2.Tensor, _Mapping]] = ..., preferences: _Optional[_Union[Preferences, _Mapping]] = ..., depth_profile: _Optional[_Union[DepthProfile, _Mapping]] = ..., sharing: _Optional[_Union[PrefixSharing, _Mapping]] = ..., action_advantages: _Optional[_Union[_forest_pb2.Tensor, _Mapping]] = ..., step_similarity: _Optional[_Union[_structures_pb2.StepSimilarityResult, _Mapping]] = ..., reflection: _Optional[_Union[_structures_pb2.ReflectResponse, _Mapping]] = ...) -> None: ...

@@ -3,7 +3,9 @@
 import grpc
 import warnings
 
+from treecredit.v1 import confidence_pb2 as treecredit_dot_v1_dot_confidence__pb2
 from treecredit.v1 import credit_pb2 as treecredit_dot_v1_dot_credit__pb2
+from treecredit.v1 import structures_pb2 as treecredit_dot_v1_dot_structures__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -39,6 +41,31 @@ class CreditServiceStub:
                 request_serializer=treecredit_dot_v1_dot_credit__pb2.ScoreRequest.SerializeToString,
                 response_deserializer=treecredit_dot_v1_dot_credit__pb2.ScoreResponse.FromString,
                 _registered_method=True)
+        self.Reflect = channel.unary_unary(
+                '/treecredit.v1.CreditService/Reflect',
+                request_serializer=treecredit_dot_v1_dot_structures__pb2.ReflectRequest.SerializeToString,
+                response_deserializer=treecredit_dot_v1_dot_structures__pb2.ReflectResponse.FromString,
+                _registered_method=True)
+        self.Curriculum = channel.unary_unary(
+                '/treecredit.v1.CreditService/Curriculum',
+                request_serializer=treecredit_dot_v1_dot_structures__pb2.CurriculumRequest.SerializeToString,
+                response_deserializer=treecredit_dot_v1_dot_structures__pb2.CurriculumResponse.FromString,
+                _registered_method=True)
+        self.Filter = channel.unary_unary(
+                '/treecredit.v1.CreditService/Filter',
+                request_serializer=treecredit_dot_v1_dot_confidence__pb2.FilterRequest.SerializeToString,
+                response_deserializer=treecredit_dot_v1_dot_confidence__pb2.FilterResponse.FromString,
+                _registered_method=True)
+        self.Watch = channel.stream_stream(
+                '/treecredit.v1.CreditService/Watch',
+                request_serializer=treecredit_dot_v1_dot_confidence__pb2.WatchRequest.SerializeToString,
+                response_deserializer=treecredit_dot_v1_dot_confidence__pb2.WatchResponse.FromString,
+                _registered_method=True)
+        self.SuggestForks = channel.unary_unary(
+                '/treecredit.v1.CreditService/SuggestForks',
+                request_serializer=treecredit_dot_v1_dot_confidence__pb2.SuggestForksRequest.SerializeToString,
+                response_deserializer=treecredit_dot_v1_dot_confidence__pb2.SuggestForksResponse.FromString,
+                _registered_method=True)
 
 
 class CreditServiceServicer:
@@ -51,6 +78,41 @@ class CreditServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Reflect(self, request, context):
+        """R3 reflection reward, token weights and query verdicts of ell matrices (sections 6-7).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Curriculum(self, request, context):
+        """R³ reverse curriculum: stage, start depths to sample next, failure localisation (section 10).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Filter(self, request, context):
+        """Trace verdicts, query verdicts and the confidence-weighted vote of a forest (sections 5-6).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Watch(self, request_iterator, context):
+        """Online early stopping for one prompt: events in, decisions out (section 5).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SuggestForks(self, request, context):
+        """Where to branch next in partial trees (section 11).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CreditServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -58,6 +120,31 @@ def add_CreditServiceServicer_to_server(servicer, server):
                     servicer.Score,
                     request_deserializer=treecredit_dot_v1_dot_credit__pb2.ScoreRequest.FromString,
                     response_serializer=treecredit_dot_v1_dot_credit__pb2.ScoreResponse.SerializeToString,
+            ),
+            'Reflect': grpc.unary_unary_rpc_method_handler(
+                    servicer.Reflect,
+                    request_deserializer=treecredit_dot_v1_dot_structures__pb2.ReflectRequest.FromString,
+                    response_serializer=treecredit_dot_v1_dot_structures__pb2.ReflectResponse.SerializeToString,
+            ),
+            'Curriculum': grpc.unary_unary_rpc_method_handler(
+                    servicer.Curriculum,
+                    request_deserializer=treecredit_dot_v1_dot_structures__pb2.CurriculumRequest.FromString,
+                    response_serializer=treecredit_dot_v1_dot_structures__pb2.CurriculumResponse.SerializeToString,
+            ),
+            'Filter': grpc.unary_unary_rpc_method_handler(
+                    servicer.Filter,
+                    request_deserializer=treecredit_dot_v1_dot_confidence__pb2.FilterRequest.FromString,
+                    response_serializer=treecredit_dot_v1_dot_confidence__pb2.FilterResponse.SerializeToString,
+            ),
+            'Watch': grpc.stream_stream_rpc_method_handler(
+                    servicer.Watch,
+                    request_deserializer=treecredit_dot_v1_dot_confidence__pb2.WatchRequest.FromString,
+                    response_serializer=treecredit_dot_v1_dot_confidence__pb2.WatchResponse.SerializeToString,
+            ),
+            'SuggestForks': grpc.unary_unary_rpc_method_handler(
+                    servicer.SuggestForks,
+                    request_deserializer=treecredit_dot_v1_dot_confidence__pb2.SuggestForksRequest.FromString,
+                    response_serializer=treecredit_dot_v1_dot_confidence__pb2.SuggestForksResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -87,6 +174,141 @@ class CreditService:
             '/treecredit.v1.CreditService/Score',
             treecredit_dot_v1_dot_credit__pb2.ScoreRequest.SerializeToString,
             treecredit_dot_v1_dot_credit__pb2.ScoreResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Reflect(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/treecredit.v1.CreditService/Reflect',
+            treecredit_dot_v1_dot_structures__pb2.ReflectRequest.SerializeToString,
+            treecredit_dot_v1_dot_structures__pb2.ReflectResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Curriculum(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/treecredit.v1.CreditService/Curriculum',
+            treecredit_dot_v1_dot_structures__pb2.CurriculumRequest.SerializeToString,
+            treecredit_dot_v1_dot_structures__pb2.CurriculumResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Filter(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/treecredit.v1.CreditService/Filter',
+            treecredit_dot_v1_dot_confidence__pb2.FilterRequest.SerializeToString,
+            treecredit_dot_v1_dot_confidence__pb2.FilterResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Watch(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/treecredit.v1.CreditService/Watch',
+            treecredit_dot_v1_dot_confidence__pb2.WatchRequest.SerializeToString,
+            treecredit_dot_v1_dot_confidence__pb2.WatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SuggestForks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/treecredit.v1.CreditService/SuggestForks',
+            treecredit_dot_v1_dot_confidence__pb2.SuggestForksRequest.SerializeToString,
+            treecredit_dot_v1_dot_confidence__pb2.SuggestForksResponse.FromString,
             options,
             channel_credentials,
             insecure,

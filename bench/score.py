@@ -1,0 +1,125 @@
+"""Score a 1M-node forest end to end through the SDK, against the floor of the same work done in-process.
+
+    python bench/score.py [--groups 4000] [--trees 4] [--nodes-per-tree 62] [--repeat 5]
+
+End to end = Forest.from_arrays + encode + send + decode/validate/compute/encode + receive + parse.
+Floor = the compute layer on the same arrays in this process + a bare loopback echo of the request bytes
+(a gRPC server in its own process that returns what it gets). Prints JSON lines; the last has the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import statistics
+import time
+from concurrent import futures
+
+import grpc
+import numpy as np
+
+import treecredit
+from treecredit.client import CHANNEL_OPTIONS, score_request
+from treecredit_server import credit
+from treecredit_server.forest import ForestArrays
+from treecredit_server.process import start_server
+
+ECHO = "/bench.Echo/Echo"
+
+
+def random_forest_arrays(groups: int, trees: int, nodes_per_tree: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Random recursive trees: node j of a tree hangs under a uniformly chosen earlier node."""
+    rng = np.random.default_rng(seed)
+    num_trees = groups * trees
+    local = np.tile(np.arange(nodes_per_tree), num_trees)
+    tree_start = np.repeat(np.arange(num_trees) * nodes_per_tree, nodes_per_tree)
+    parent = np.where(local == 0, -1, tree_start + np.floor(rng.random(local.size) * local).astype(np.int64))
+    is_leaf = np.bincount(parent[parent >= 0], minlength=parent.size) == 0
+    return {
+        "parent": parent,
+        "group": np.repeat(np.arange(groups), trees * nodes_per_tree),
+        "reward": np.where(is_leaf, rng.integers(0, 2, parent.size).astype(np.float64), np.nan),
+        "num_tokens": rng.integers(1, 64, parent.size),
+    }
+
+
+def serve_echo(port_queue) -> None:
+    identity = lambda data: data  # noqa: E731
+    handler = grpc.method_handlers_generic_handler(
+        "bench.Echo", {"Echo": grpc.unary_unary_rpc_method_handler(lambda request, _: request, identity, identity)}
+    )
+    server = grpc.server(futures.ThreadPoolExecutor(2), options=CHANNEL_OPTIONS)
+    server.add_generic_rpc_handlers((handler,))
+    port_queue.put(server.add_insecure_port("127.0.0.1:0"))
+    server.start()
+    server.wait_for_termination()
+
+
+def best_and_median(function, repeat: int) -> tuple[float, float]:
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - started)
+    return min(times), statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--groups", type=int, default=4000)
+    parser.add_argument("--trees", type=int, default=4)
+    parser.add_argument("--nodes-per-tree", type=int, default=62)
+    parser.add_argument("--estimator", default="tree_grpo")
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+
+    arrays = random_forest_arrays(args.groups, args.trees, args.nodes_per_tree)
+    nodes = len(arrays["parent"])
+    estimator = credit.Estimator(args.estimator)
+
+    def in_process() -> None:
+        forest = ForestArrays.validated(arrays["parent"], arrays["group"], arrays["reward"], arrays["num_tokens"])
+        credit.score(forest, estimator)
+
+    request_bytes = score_request(treecredit.Forest.from_arrays(**arrays), args.estimator).SerializeToString()
+    ports = multiprocessing.Queue()
+    echo_process = multiprocessing.Process(target=serve_echo, args=(ports,), daemon=True)
+    echo_process.start()
+    server = start_server()
+    server.drain_log()
+    try:
+        identity = lambda data: data  # noqa: E731
+        with grpc.insecure_channel(f"127.0.0.1:{ports.get()}", options=CHANNEL_OPTIONS) as channel:
+            echo = channel.unary_unary(ECHO, request_serializer=identity, response_deserializer=identity)
+            echo(b"warm-up")
+            echo_best, echo_median = best_and_median(lambda: echo(request_bytes), args.repeat)
+        compute_best, compute_median = best_and_median(in_process, args.repeat)
+
+        with treecredit.CreditClient(server.target) as client:
+            def end_to_end() -> None:
+                client.score(treecredit.Forest.from_arrays(**arrays), args.estimator)
+
+            end_to_end()
+            e2e_best, e2e_median = best_and_median(end_to_end, args.repeat)
+    finally:
+        server.stop()
+        echo_process.terminate()
+
+    rows = [
+        {"what": "in-process compute", "nodes": nodes, "best_s": compute_best, "median_s": compute_median},
+        {"what": "loopback echo of the request", "bytes": len(request_bytes), "best_s": echo_best, "median_s": echo_median},
+        {"what": "end to end through the SDK", "estimator": args.estimator, "best_s": e2e_best, "median_s": e2e_median},
+        {
+            "what": "ratio end to end / (compute + echo)",
+            "ratio_median": e2e_median / (compute_median + echo_median),
+            "ratio_best": e2e_best / (compute_best + echo_best),
+            "goal": 2.0,
+        },
+    ]
+    for row in rows:
+        print(json.dumps(row))
+
+
+if __name__ == "__main__":
+    main()

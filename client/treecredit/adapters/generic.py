@@ -1,0 +1,321 @@
+"""Batches as trainers hold them (OpenRLHF, TRL, custom loops) <-> a `Forest`, and advantages back.
+
+A batch is B sampled responses padded to T columns:
+
+- `rewards [B]`: one outcome reward per sample (numpy, torch or a list).
+- `mask [B, T]`: 1 where the policy produced the token (OpenRLHF's `action_mask`, TRL's
+  `completion_mask`, verl's `response_mask`); 0 on padding and on tokens from outside (tool output).
+- `group [B]`: the prompt each sample answers (any hashable labels: prompt ids, uid strings), or
+  `group_size=n` when every n consecutive samples share a prompt (how OpenRLHF and TRL lay out groups).
+
+Without more, each sample is a tree of one path (its whole response is one node under a token-less
+root): plain GRPO's M chains, for which `tree_grpo` equals `grpo`.
+
+**Trees.** A trainer that samples trees (responses sharing prefixes) records, per sample:
+
+- `tree_path [B]`: the chain of segment node ids the response runs through, first segment to last
+  (e.g. `["a", "a1", "a1b"]`). Ids are any hashables, unique within their tree; two samples that
+  name the same id in the same tree share that segment's tokens (the same prefix).
+- `segment_lengths [B]`: how many response columns each of those segments spans, in the same order
+  (the columns, not just the masked ones: a tool's output inside a segment counts). Segment j of
+  sample b covers columns `[sum(lengths[:j]), sum(lengths[:j+1]))`.
+- `tree [B]` (optional): which tree of its group the sample belongs to (labels unique within the
+  group, e.g. 0..M-1), for Tree-GRPO's M trees per prompt. Default: one tree per group.
+
+Each tree's root is a node with no tokens (the prompt, which is not part of the response); the
+first segment of every path hangs under it. Every sample must end at a leaf: no sample may end at
+a segment that another sample continues past, and no two samples may end at the same segment.
+A segment named by several samples must have the same parent and length in each.
+
+`to_forest(...)` returns a `BatchForest`: the `Forest` plus where each sample's leaf is, so that
+`token_advantages(result)` gives `[B, T]` advantages aligned with `mask` (0 where mask is 0).
+`score_batch(client, ...)` does both around one `Score` call.
+
+Arrays may be numpy arrays, torch tensors (duck-typed, moved to CPU; torch is never imported here)
+or nested lists. Work is whole-array numpy except one pass over the segment ids to hash them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+from itertools import chain
+from typing import Any
+
+import numpy as np
+
+from treecredit.forest import Forest
+from treecredit.results import ScoreResult
+
+
+def as_numpy(values, dtype) -> np.ndarray:
+    """`values` (numpy, a torch tensor on any device, or lists) as a numpy array of `dtype`."""
+    if hasattr(values, "detach"):  # a torch tensor; bfloat16 has no numpy dtype, so widen first
+        values = values.detach().cpu()
+        values = (values != 0) if dtype is bool else values.double() if np.dtype(dtype).kind == "f" else values.long()
+        values = values.numpy()
+    return np.asarray(values, dtype=dtype)
+
+
+def like(template, values: np.ndarray):
+    """`values` as a tensor of `template`'s dtype and device if `template` is a torch tensor, else numpy."""
+    if hasattr(template, "new_tensor"):
+        return template.new_tensor(values)
+    return values
+
+
+def label_codes(labels, field: str) -> tuple[np.ndarray, list]:
+    """Dense int64 codes `[n]` for hashable labels, and the distinct labels in code order."""
+    labels = as_object_array(labels)
+    try:
+        distinct, codes = np.unique(labels, return_inverse=True)
+        return codes.astype(np.int64).reshape(-1), distinct.tolist()
+    except TypeError:  # labels that cannot be ordered against each other: hash them instead
+        index: dict[Hashable, int] = {}
+        try:
+            codes = np.fromiter((index.setdefault(v, len(index)) for v in labels), np.int64, len(labels))
+        except TypeError as error:
+            raise ValueError(f"{field}: labels must be hashable ({error})") from None
+        return codes, list(index)
+
+
+def as_object_array(values) -> np.ndarray:
+    """A 1-d object array of `values` (labels), never broadcast into more dimensions."""
+    if hasattr(values, "detach"):
+        return as_numpy(values, np.int64)
+    if isinstance(values, np.ndarray) and values.ndim == 1:
+        return values
+    out = np.empty(len(values), dtype=object)
+    out[:] = list(values)
+    return out
+
+
+@dataclass(frozen=True)
+class BatchForest:
+    """A batch's forest and where each of its B samples ends in it.
+
+    `forest`: roots (one per tree, no tokens) then segments by depth; `leaf`: int64 `[B]`, the leaf
+    node of each sample; `mask`: bool `[B, T]`, the batch's mask.
+    """
+
+    forest: Forest
+    leaf: np.ndarray
+    mask: np.ndarray
+
+    def token_advantages(self, result: ScoreResult) -> np.ndarray:
+        """float32 `[B, T]`: sample b's column c gets the advantage of its c-th trajectory token, 0 where mask is 0."""
+        advantages, _, leaves = result.padded()
+        rows = advantages[np.searchsorted(leaves, self.leaf)]
+        out = np.zeros(self.mask.shape, np.float32)
+        width = min(rows.shape[1], out.shape[1])
+        out[:, :width] = rows[:, :width]
+        return np.where(self.mask, out, np.float32(0))
+
+    def sample_advantages(self, result: ScoreResult) -> np.ndarray:
+        """float64 `[B]`: each sample's leaf advantage A(l), for leaf-scoped estimators (grpo, tree_grpo)."""
+        if result.scope != "leaf":
+            raise ValueError("a node-scoped estimator gives each segment its own advantage; use token_advantages")
+        return result.leaf_advantages[self.leaf]
+
+
+def to_forest(
+    rewards,
+    mask,
+    *,
+    group=None,
+    group_size: int | None = None,
+    tree=None,
+    tree_path: Sequence[Sequence[Hashable]] | None = None,
+    segment_lengths: Sequence[Sequence[int]] | None = None,
+) -> BatchForest:
+    """The forest of a batch (see the module docstring for the fields). Raises ValueError naming the
+    field and sample index when the batch does not describe a forest."""
+    mask = as_numpy(mask, bool)
+    if mask.ndim != 2:
+        raise ValueError(f"mask: expected [batch, length], got shape {list(mask.shape)}")
+    batch, width = mask.shape
+    rewards = as_numpy(rewards, np.float64).reshape(-1)
+    if len(rewards) != batch:
+        raise ValueError(f"rewards: {len(rewards)} entries for a batch of {batch}")
+    group_code = _group_codes(batch, group, group_size)
+
+    if tree_path is None:
+        if segment_lengths is not None:
+            raise ValueError("segment_lengths: given without tree_path")
+        # One segment per sample, up to its last masked column; each sample its own tree.
+        ends = np.where(mask.any(axis=1), width - np.argmax(mask[:, ::-1], axis=1), 0)
+        paths = _Paths(np.arange(batch, dtype=np.int64), np.ones(batch, np.int64), ends.astype(np.int64),
+                       list(range(batch)))
+        tree_code = np.arange(batch, dtype=np.int64) if tree is None else _tree_codes(tree, group_code)
+    else:
+        paths = _Paths.of(tree_path, segment_lengths, batch)
+        tree_code = group_code if tree is None else _tree_codes(tree, group_code)
+
+    ends = np.bincount(paths.sample, weights=paths.length, minlength=batch).astype(np.int64)
+    _first("segment_lengths", ends > width, lambda b: f"[{b}]: segments cover {ends[b]} columns of {width}")
+    beyond = mask & (np.arange(width) >= ends[:, None])
+    _first("mask", beyond.any(axis=1),
+           lambda b: f"[{b}, {int(np.argmax(beyond[b]))}]: is 1 past the sample's last segment (column {ends[b]})")
+    return _build(rewards, mask, group_code, tree_code, paths)
+
+
+@dataclass(frozen=True)
+class _Paths:
+    """Every sample's segments flattened, `[E]` each: segment id code, owning sample, column count."""
+
+    segment: np.ndarray
+    sample_lengths: np.ndarray  # int64 [B]: segments per sample
+    length: np.ndarray
+    ids: list  # the segment id of each code, for error messages
+
+    @property
+    def sample(self) -> np.ndarray:
+        return np.repeat(np.arange(len(self.sample_lengths)), self.sample_lengths)
+
+    @classmethod
+    def of(cls, tree_path, segment_lengths, batch: int) -> _Paths:
+        if segment_lengths is None:
+            raise ValueError("segment_lengths: required with tree_path")
+        for name, values in (("tree_path", tree_path), ("segment_lengths", segment_lengths)):
+            if len(values) != batch:
+                raise ValueError(f"{name}: {len(values)} entries for a batch of {batch}")
+        counts = np.fromiter(map(len, tree_path), np.int64, batch)
+        length_counts = np.fromiter(map(len, segment_lengths), np.int64, batch)
+        _first("tree_path", counts == 0, lambda b: f"[{b}]: a sample needs at least one segment")
+        _first("segment_lengths", length_counts != counts,
+               lambda b: f"[{b}]: {length_counts[b]} lengths for {counts[b]} segments in tree_path[{b}]")
+        segment, ids = label_codes(list(chain.from_iterable(tree_path)), "tree_path")
+        lengths = np.fromiter(chain.from_iterable(segment_lengths), np.int64, int(counts.sum()))
+        paths = cls(segment, counts, lengths, ids)
+        bad = lengths < 0
+        if bad.any():
+            entry = int(np.argmax(bad))
+            raise ValueError(f"segment_lengths{paths.where(entry)}: negative length {lengths[entry]}")
+        return paths
+
+    def where(self, entry: int) -> str:
+        """`[b][j]`: the sample and position of a flat entry, for error messages."""
+        sample = int(self.sample[entry])
+        return f"[{sample}][{entry - int(self.sample_lengths[:sample].sum())}]"
+
+
+def _build(rewards, mask, group_code, tree_code, paths: _Paths) -> BatchForest:
+    sample = paths.sample
+    starts = np.cumsum(paths.sample_lengths) - paths.sample_lengths
+    position = np.arange(len(sample)) - starts[sample]  # 0 for a sample's first segment
+    offsets = np.cumsum(paths.length) - paths.length
+    first_column = offsets - offsets[starts][sample]
+
+    # A segment is (tree, id): ids need to be unique within a tree only.
+    num_trees = int(tree_code.max(initial=-1)) + 1
+    key = tree_code[sample] * (int(paths.segment.max(initial=-1)) + 1) + paths.segment
+    _, representative, segment = np.unique(key, return_index=True, return_inverse=True)
+    segment = segment.reshape(-1)
+    num_segments = len(representative)
+
+    # Parents in one code space: segment s >= 0, or the root of tree t as -1 - t.
+    entry_parent = np.where(position > 0, np.roll(segment, 1), -1 - tree_code[sample])
+    _consistent("tree_path", paths, segment, entry_parent, "follows a different segment than")
+    _consistent("segment_lengths", paths, segment, paths.length, "has a different length than")
+    segment_parent = np.empty(num_segments, np.int64)
+    segment_parent[segment] = entry_parent
+
+    tree_group = np.empty(num_trees, np.int64)
+    tree_group[tree_code] = group_code  # a tree lies within one group by construction
+
+    last = starts + paths.sample_lengths - 1
+    leaf_segment = segment[last]
+    children = np.bincount(segment_parent[segment_parent >= 0], minlength=num_segments)
+    _first("tree_path", children[leaf_segment] > 0,
+           lambda b: f"[{b}]: ends at a segment that another sample continues past; every sample must end at a leaf")
+    ends_here = np.bincount(leaf_segment, minlength=num_segments)
+    _first("tree_path", ends_here[leaf_segment] > 1,
+           lambda b: f"[{b}]: ends at the same segment as another sample; each leaf belongs to one sample")
+
+    # Nodes: the roots (node t is tree t's root), then segments by depth, so parents come first.
+    depth = position[representative] + 1
+    order = np.argsort(depth, kind="stable")
+    node_of_segment = np.empty(num_segments, np.int64)
+    node_of_segment[order] = num_trees + np.arange(num_segments)
+    parent_of_segment = np.where(segment_parent >= 0, node_of_segment[np.maximum(segment_parent, 0)],
+                                 -1 - segment_parent)
+    source = representative[order]  # the entry each segment node's tokens are read from: its first
+    parent = np.concatenate((np.full(num_trees, -1, np.int64), parent_of_segment[order]))
+    group = np.concatenate((tree_group, tree_group[tree_code[sample[source]]]))
+    leaf = node_of_segment[leaf_segment]
+    reward = np.full(len(parent), np.nan)
+    reward[leaf] = rewards
+
+    lengths = paths.length[source]
+    num_tokens = np.concatenate((np.zeros(num_trees, np.int64), lengths))
+    token_entry = np.repeat(source, lengths)
+    within = np.arange(len(token_entry)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    loss_mask = mask[sample[token_entry], first_column[token_entry] + within]
+
+    forest = Forest.from_arrays(parent, group=group, reward=reward, num_tokens=num_tokens, loss_mask=loss_mask)
+    return BatchForest(forest=forest, leaf=leaf, mask=mask)
+
+
+def _consistent(field: str, paths: _Paths, segment: np.ndarray, values: np.ndarray, problem: str) -> None:
+    """Raise naming the first entry whose `values` differs from the first entry of the same segment."""
+    seen = np.empty(len(segment), values.dtype)
+    seen[segment[::-1]] = values[::-1]  # the first entry's value wins
+    bad = seen[segment] != values
+    if bad.any():
+        entry = int(np.argmax(bad))
+        first = int(np.argmax(segment == segment[entry]))
+        name = paths.ids[paths.segment[entry]]
+        raise ValueError(f"{field}{paths.where(entry)}: segment {name!r} {problem} at {field}{paths.where(first)}")
+
+
+def _tree_codes(tree, group_code: np.ndarray) -> np.ndarray:
+    """Dense codes of (group, tree label): tree labels need to be unique within their group only."""
+    label, _ = label_codes(tree, "tree")
+    if len(label) != len(group_code):
+        raise ValueError(f"tree: {len(label)} entries for a batch of {len(group_code)}")
+    return np.unique(group_code * (int(label.max(initial=-1)) + 1) + label, return_inverse=True)[1].reshape(-1)
+
+
+def _group_codes(batch: int, group, group_size: int | None) -> np.ndarray:
+    if (group is None) == (group_size is None):
+        raise ValueError("group: give exactly one of group (a label per sample) and group_size")
+    if group_size is not None:
+        if group_size <= 0 or batch % group_size:
+            raise ValueError(f"group_size: {group_size} does not divide the batch of {batch}")
+        return np.arange(batch, dtype=np.int64) // group_size
+    codes, _ = label_codes(group, "group")
+    if len(codes) != batch:
+        raise ValueError(f"group: {len(codes)} entries for a batch of {batch}")
+    return codes
+
+
+def _first(field: str, bad: np.ndarray, describe) -> None:
+    """Raise ValueError for the first index where `bad` holds; `describe(i)` starts with `[i]`."""
+    if bad.any():
+        raise ValueError(field + describe(int(np.argmax(bad))))
+
+
+@dataclass(frozen=True)
+class BatchCredit:
+    """A scored batch. `token_advantages [B, T]` (and `sample_advantages [B]` for leaf-scoped
+    estimators, else None) come back as torch tensors when the rewards were one, else numpy."""
+
+    token_advantages: Any
+    sample_advantages: Any
+    result: ScoreResult
+    batch: BatchForest
+
+
+def score_batch(client, rewards, mask, *, estimator: str = "tree_grpo", group=None, group_size: int | None = None,
+                tree=None, tree_path=None, segment_lengths=None, **options) -> BatchCredit:
+    """Score a batch with `client` (a `CreditClient`); `options` are `CreditClient.score`'s."""
+    batch = to_forest(rewards, mask, group=group, group_size=group_size, tree=tree, tree_path=tree_path,
+                      segment_lengths=segment_lengths)
+    result = client.score(batch.forest, estimator, **options)
+    sample = batch.sample_advantages(result) if result.scope == "leaf" else None
+    return BatchCredit(
+        token_advantages=like(rewards, batch.token_advantages(result)),
+        sample_advantages=None if sample is None else like(rewards, sample),
+        result=result,
+        batch=batch,
+    )

@@ -1,0 +1,52 @@
+"""reflection_reward (DRO R3) against a per-query numpy float64 reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from treecredit_kernels import reflection_reward
+from treecredit_kernels.reflection_reward import reflection_reward_reference
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("with_baseline", [True, False])
+@pytest.mark.parametrize("power", [1.0, 2.0, 0.5])
+def test_matches_reference(backend_name, device, close, seed, with_baseline, power):
+    rng = np.random.default_rng(seed)
+    Q = int(rng.integers(0, 7))
+    G = rng.integers(0, 6, Q)
+    L = rng.integers(0, 9, Q)
+    ell = -np.abs(rng.normal(size=int((G * L).sum()))) * 3
+    if Q:  # one query whose every column is constant: uniform weights, spread 0
+        q = int(rng.integers(0, Q))
+        e0 = int((G[:q] * L[:q]).sum())
+        ell[e0:e0 + G[q] * L[q]] = -1.25
+    b = rng.normal(size=int(L.sum())) if with_baseline else None
+    got = reflection_reward(
+        torch.from_numpy(ell).to(device), torch.from_numpy(G), torch.from_numpy(L),
+        None if b is None else torch.from_numpy(b).to(device), power=power,
+    )
+    ref = reflection_reward_reference(ell, G, L, b, power=power)
+    for name in ref._fields:
+        close(getattr(got, name), getattr(ref, name), rtol=1e-12, atol=1e-12)
+
+
+def test_known_values(backend_name, device, close):
+    # query 0: G=2, L=2, columns [0, 2] and [1, 1]: sigma = [1, 0], weights = [1, 0]
+    # query 1: G=1, L=1: sigma 0, uniform weight 1; query 2: G=2, L=0
+    ell = torch.tensor([0.0, 1.0, 2.0, 1.0, 5.0], device=device)
+    got = reflection_reward(ell, torch.tensor([2, 1, 2]), torch.tensor([2, 1, 0]),
+                            torch.tensor([1.0, 0.0, 0.5], device=device))
+    close(got.sigma, torch.tensor([1.0, 0.0, 0.0]), rtol=0, atol=1e-15)
+    close(got.weights, torch.tensor([1.0, 0.0, 1.0]), rtol=0, atol=1e-15)
+    close(got.reward, torch.tensor([-1.0, 1.0, 4.5, 0.0, 0.0]), rtol=0, atol=1e-15)
+    close(got.spread, torch.tensor([1.0, 0.0, 0.0]), rtol=0, atol=0)
+
+
+def test_rejects_bad_sizes():
+    with pytest.raises(ValueError):
+        reflection_reward(torch.zeros(5), torch.tensor([2]), torch.tensor([2]))
+    with pytest.raises(ValueError):
+        reflection_reward(torch.zeros(4), torch.tensor([2]), torch.tensor([2]), torch.zeros(3))

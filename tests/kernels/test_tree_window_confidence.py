@@ -1,0 +1,94 @@
+"""tree_window_confidence on random forests against a reference that materialises every path."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from treecredit_kernels import tree_window_confidence
+from treecredit_kernels.tree_window_confidence import tree_window_confidence_reference
+
+
+def random_forest(rng, n_nodes, max_len, p_root=0.1, p_empty=0.2):
+    par = np.array([-1 if i == 0 or rng.random() < p_root else int(rng.integers(0, i)) for i in range(n_nodes)],
+                   dtype=np.int64)
+    ln = rng.integers(0, max_len + 1, n_nodes)
+    ln[rng.random(n_nodes) < p_empty] = 0
+    off = np.concatenate([[0], np.cumsum(ln)]).astype(np.int64)
+    c = (rng.random(int(off[-1])) * 10).astype(np.float32)
+    leaf = np.ones(n_nodes, bool)
+    leaf[par[par >= 0]] = False
+    return c, off, par, np.nonzero(leaf)[0].astype(np.int64)
+
+
+def run(close, device, c, off, par, leaves, W, Wt):
+    got = tree_window_confidence(torch.from_numpy(c).to(device), torch.from_numpy(off), torch.from_numpy(par),
+                                 torch.from_numpy(leaves), window=W, tail=Wt)
+    ref = tree_window_confidence_reference(c, off, par, leaves, window=W, tail=Wt)
+    for name in ("lowest", "bottom10", "tail", "mean"):
+        assert getattr(got, name).dtype == torch.float64
+        close(getattr(got, name), getattr(ref, name), rtol=1e-12, atol=1e-11)
+    assert torch.equal(got.num_tokens.cpu(), ref.num_tokens)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_random_forests(backend_name, device, close, seed):
+    rng = np.random.default_rng(seed)
+    c, off, par, leaves = random_forest(rng, int(rng.integers(1, 60)), int(rng.integers(0, 15)))
+    T_max = 60
+    for W, Wt in [(1, 1), (int(rng.integers(2, 12)), int(rng.integers(1, 30))), (T_max * 20, 3), (7, T_max * 20)]:
+        run(close, device, c, off, par, leaves, W, Wt)
+    # leaves in any order, repeated, and internal nodes as path ends
+    ends = rng.integers(0, len(par), 10)
+    run(close, device, c, off, par, ends, 5, 4)
+
+
+def test_deep_chain_and_long_windows(backend_name, device, close):
+    """Depth 300 (many binary-lifting levels); windows that cross dozens of nodes."""
+    rng = np.random.default_rng(5)
+    n = 300
+    par = np.arange(-1, n - 1, dtype=np.int64)
+    par[150] = 20  # a branch
+    ln = rng.integers(0, 6, n)
+    off = np.concatenate([[0], np.cumsum(ln)]).astype(np.int64)
+    c = rng.random(int(off[-1])).astype(np.float32)
+    leaves = np.array([149, n - 1, 20, 0], dtype=np.int64)
+    for W in (1, 37, 128, 400, 5000):
+        run(close, device, c, off, par, leaves, W, 97)
+
+
+def test_empty_trajectories(backend_name, device, close):
+    off = np.array([0, 0, 0, 3], dtype=np.int64)
+    par = np.array([-1, 0, 0], dtype=np.int64)
+    c = np.array([1.0, 2.0, 4.0], dtype=np.float32)
+    got = tree_window_confidence(torch.from_numpy(c), torch.from_numpy(off), torch.from_numpy(par),
+                                 torch.tensor([1, 2]), window=2, tail=2)
+    assert torch.isnan(got.lowest[0]) and torch.isnan(got.bottom10[0]) and torch.isnan(got.mean[0])
+    assert torch.isnan(got.tail[0]) and got.num_tokens.tolist() == [0, 3]
+    close(got.lowest[1:], torch.tensor([1.5]), rtol=0, atol=1e-15)
+    close(got.bottom10[1:], torch.tensor([1.5]), rtol=0, atol=1e-15)
+    close(got.tail[1:], torch.tensor([3.0]), rtol=0, atol=1e-15)
+    close(got.mean[1:], torch.tensor([7 / 3], dtype=torch.float64), rtol=0, atol=1e-15)
+    none = tree_window_confidence(torch.zeros(0), torch.zeros(1, dtype=torch.long),
+                                  torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long))
+    assert all(t.numel() == 0 for t in none)
+
+
+def test_bottom10_chunking(monkeypatch, close):
+    """Trajectories split across several bottom10 chunks give the same values."""
+    import sys
+
+    mod = sys.modules["treecredit_kernels.tree_window_confidence"]
+
+    rng = np.random.default_rng(9)
+    c, off, par, leaves = random_forest(rng, 80, 20, p_root=0.05)
+    monkeypatch.setattr(mod, "_BOTTOM_CHUNK", 7)
+    run(close, "cpu", c, off, par, leaves, 4, 9)
+
+
+def test_rejects_bad_trees():
+    with pytest.raises(ValueError):
+        tree_window_confidence(torch.zeros(2), torch.tensor([0, 1, 2]), torch.tensor([-1, 1]), torch.tensor([1]))
+    with pytest.raises(ValueError):
+        tree_window_confidence(torch.zeros(2), torch.tensor([0, 1, 3]), torch.tensor([-1, 0]), torch.tensor([1]))
