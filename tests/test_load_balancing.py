@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import threading
-import urllib.request
-
 import numpy as np
 import pytest
 
 import treecredit
-from conftest import start_server
 from forests import random_forest
+from scrape import sample
+from treecredit_server.process import start_server
 
 CALLS = 20
 
@@ -19,17 +17,14 @@ CALLS = 20
 def replicas():
     started = [start_server() for _ in range(2)]
     for replica in started:
-        threading.Thread(target=lambda out=replica.process.stdout: [None for _ in out], daemon=True).start()
+        replica.drain_log()
     yield started
     assert [replica.stop() for replica in started] == [0, 0]
 
 
 def answered(metrics_port: int) -> float:
     """Score calls this replica has answered OK, from its /metrics."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as response:
-        lines = response.read().decode().splitlines()
-    wanted = 'treecredit_rpc_requests_total{method="Score",status="OK"} '
-    return sum(float(line.removeprefix(wanted)) for line in lines if line.startswith(wanted))
+    return sample(metrics_port, "treecredit_rpc_requests_total", method="Score", status="OK")
 
 
 def calls_per_replica(replicas, **client_options) -> list[float]:

@@ -2,36 +2,21 @@
 
 from __future__ import annotations
 
-import threading
-import urllib.request
-
 import grpc
 import numpy as np
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 import treecredit
-from conftest import start_server
 from forests import random_forest
+from scrape import scrape
 from treecredit.v1 import credit_pb2, credit_pb2_grpc
-
-
-def scrape(metrics_port: int) -> dict[tuple[str, frozenset], float]:
-    """Every sample on the server's /metrics page, keyed by (name, labels)."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as response:
-        assert response.headers["Content-Type"].startswith("text/plain")
-        text = response.read().decode()
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
+from treecredit_server.process import start_server
 
 
 @pytest.fixture(scope="module")
 def metered():
     started = start_server()
-    threading.Thread(target=lambda: [None for _ in started.process.stdout], daemon=True).start()
+    started.drain_log()
     yield started
     assert started.stop() == 0
 

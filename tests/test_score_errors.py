@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import treecredit
-from conftest import start_server
+from treecredit_server.process import start_server
 from treecredit import _wire
 from treecredit.client import score_request
 from treecredit.v1 import credit_pb2, credit_pb2_grpc, forest_pb2

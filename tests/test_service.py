@@ -14,7 +14,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from conftest import start_server
+from treecredit_server.process import start_server
 from treecredit_server import config
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import datetime
 import ipaddress
-import threading
-import urllib.request
 from pathlib import Path
 
 import grpc
@@ -20,11 +18,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 import treecredit
-from conftest import start_server
 from forests import random_forest
+from scrape import sample
 from treecredit.v1 import credit_pb2, credit_pb2_grpc
 from treecredit_server import tls
 from treecredit_server.config import Settings
+from treecredit_server.process import start_server
 
 TOKEN = "s3cret-token"
 
@@ -71,7 +70,7 @@ def pki(tmp_path_factory) -> Path:
 
 def serve(*args: str):
     started = start_server(*args)
-    threading.Thread(target=lambda: [None for _ in started.process.stdout], daemon=True).start()
+    started.drain_log()
     return started
 
 
@@ -175,10 +174,7 @@ def test_refused_calls_count_as_unauthenticated(auth_server):
 
 
 def unauthenticated(metrics_port: int) -> float:
-    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as response:
-        lines = response.read().decode().splitlines()
-    wanted = 'treecredit_rpc_requests_total{method="Score",status="UNAUTHENTICATED"} '
-    return sum(float(line.removeprefix(wanted)) for line in lines if line.startswith(wanted))
+    return sample(metrics_port, "treecredit_rpc_requests_total", method="Score", status="UNAUTHENTICATED")
 
 
 @pytest.mark.parametrize("files, problem", [

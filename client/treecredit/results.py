@@ -9,6 +9,7 @@ import numpy as np
 
 from treecredit import _wire
 from treecredit.forest import Forest
+from treecredit.structures import ReflectionResult, StepSimilarityResult, ToolCalls, score_extras
 from treecredit.topology import TrajectoryLayout
 from treecredit.v1 import credit_pb2 as pb
 
@@ -49,25 +50,31 @@ class ScoreResult:
     """Advantages of a scored forest. `node_advantages`, `leaf_advantages`: float64 `[num_nodes]`."""
 
     forest: Forest
-    scope: str  # "leaf": a trajectory's tokens share A(l); "node": node n's tokens get a(n)
+    scope: str  # "leaf": a trajectory's tokens share A(l); "node": node n's tokens get a(n); "tool_call": ToolPO
     node_advantages: np.ndarray
     leaf_advantages: np.ndarray
     preferences: Preferences
     depth_profile: DepthProfile
     sharing: PrefixSharing
+    action_advantages: np.ndarray | None = None  # toolpo: A_act at leaves, float64 [num_nodes]
+    tool_call_mask: np.ndarray | None = None     # toolpo: bool [T], from the request
+    step_similarity: StepSimilarityResult | None = None  # srl
+    reflection: ReflectionResult | None = None   # when the request carried a Reflection
     _padded: tuple[np.ndarray, np.ndarray, np.ndarray] | None = field(default=None, repr=False)
+    _lengths: np.ndarray | None = field(default=None, repr=False)  # tokens per trajectory [P]
 
     @classmethod
-    def from_proto(cls, forest: Forest, response: pb.ScoreResponse) -> ScoreResult:
+    def from_proto(cls, forest: Forest, response: pb.ScoreResponse, tool_calls: ToolCalls | None = None) -> ScoreResult:
         prefs, profile = response.preferences, response.depth_profile
         return cls(
             forest=forest,
-            scope="leaf" if response.scope == pb.ADVANTAGE_SCOPE_LEAF else "node",
+            scope=pb.AdvantageScope.Name(response.scope).removeprefix("ADVANTAGE_SCOPE_").lower(),
             node_advantages=_array(response.node_advantages, "node_advantages"),
             leaf_advantages=_array(response.leaf_advantages, "leaf_advantages"),
             preferences=Preferences(*(_array(getattr(prefs, f), f) for f in Preferences._fields)),
             depth_profile=DepthProfile(*(_array(getattr(profile, f), f) for f in DepthProfile._fields)),
             sharing=PrefixSharing(*(getattr(response.sharing, f) for f in PrefixSharing._fields)),
+            **score_extras(response, tool_calls),
         )
 
     def padded(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -79,6 +86,9 @@ class ScoreResult:
             layout = TrajectoryLayout.of(forest.topology, forest.num_tokens, leaves)
             if self.scope == "leaf":
                 values = self.leaf_advantages[leaves][layout.row]
+            elif self.scope == "tool_call":  # A_succ(l) + M(t) A_act(l)
+                values = (self.leaf_advantages[leaves][layout.row]
+                          + self.tool_call_mask[layout.token] * self.action_advantages[leaves][layout.row])
             else:
                 node_of_token = np.repeat(np.arange(forest.num_nodes), forest.num_tokens)
                 values = self.node_advantages[node_of_token[layout.token]]
@@ -87,7 +97,7 @@ class ScoreResult:
             advantages, mask = np.zeros(shape, np.float32), np.zeros(shape, bool)
             advantages[layout.row, layout.column] = np.where(mask_values, values, 0.0)
             mask[layout.row, layout.column] = mask_values
-            self._padded = (advantages, mask, leaves)
+            self._padded, self._lengths = (advantages, mask, leaves), layout.lengths
         return self._padded
 
     def token_advantages(self, leaf: int) -> np.ndarray:
@@ -96,5 +106,4 @@ class ScoreResult:
         row = np.searchsorted(leaves, leaf)
         if row >= len(leaves) or leaves[row] != leaf:
             raise ValueError(f"node {leaf} is not a leaf")
-        length = int(self.forest.topology.path_sum(self.forest.num_tokens)[leaf])
-        return advantages[row, :length]
+        return advantages[row, : self._lengths[row]]

@@ -41,13 +41,14 @@ async def serve(settings: Settings) -> None:
     for service in ("", SERVICE_NAME):
         await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
     metrics_port = metrics.serve(settings.host, settings.metrics_port)
-    _log.info("serving", host=settings.host, port=port, metrics_port=metrics_port,
-              tls=credentials is not None, auth=bool(settings.auth_tokens_file))
 
+    # Signal handlers go in before the `serving` line: whoever reads it may signal at once.
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
+    _log.info("serving", host=settings.host, port=port, metrics_port=metrics_port,
+              tls=credentials is not None, auth=bool(settings.auth_tokens_file))
     await stopping.wait()
 
     _log.info("draining", grace_seconds=settings.grace_seconds)

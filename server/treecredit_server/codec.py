@@ -30,6 +30,8 @@ _ESTIMATORS = {
     pb.ESTIMATOR_TREE_GRPO: Estimator.TREE_GRPO,
     pb.ESTIMATOR_TREERL: Estimator.TREERL,
     pb.ESTIMATOR_VALUE_DIFF: Estimator.VALUE_DIFF,
+    pb.ESTIMATOR_TOOLPO: Estimator.TOOLPO,
+    pb.ESTIMATOR_SRL: Estimator.SRL,
 }
 
 

@@ -21,11 +21,13 @@ class Estimator(Enum):
     TREE_GRPO = "tree_grpo"
     TREERL = "treerl"
     VALUE_DIFF = "value_diff"
+    TOOLPO = "toolpo"  # section 8; leaf advantages from `toolpo`
+    SRL = "srl"  # section 9; leaf advantages from `srl`
 
     @property
     def leaf_level(self) -> bool:
         """Whether the estimator scores leaves (every token of a trajectory shares A(l))."""
-        return self in (Estimator.GRPO, Estimator.TREE_GRPO)
+        return self in (Estimator.GRPO, Estimator.TREE_GRPO, Estimator.TOOLPO, Estimator.SRL)
 
 
 @dataclass(frozen=True)
@@ -208,13 +210,15 @@ def score(
     sibling_std: bool = False,
     min_margin: float = 0.0,
     max_sibling_pairs: int = 1 << 24,
+    leaf_advantage: np.ndarray | None = None,
 ) -> Credit:
-    """Advantages, preferences, depth profile and prefix sharing of a forest (sections 2-3)."""
+    """Advantages, preferences, depth profile and prefix sharing of a forest (sections 2-3).
+
+    `leaf_advantage` (float64 `[N]`): A(l) computed elsewhere (toolpo, srl), used as given."""
     value, leaf_count = subtree_values(forest)
-    if estimator.leaf_level:
-        leaf_advantage = leaf_advantages(forest, estimator, normalize_std=normalize_std)
-    else:
-        leaf_advantage = np.full(forest.num_nodes, np.nan)
+    if leaf_advantage is None:
+        leaf_advantage = (leaf_advantages(forest, estimator, normalize_std=normalize_std) if estimator.leaf_level
+                          else np.full(forest.num_nodes, np.nan))
     node_advantage = node_advantages(forest, estimator, leaf_advantage, value, leaf_count, sibling_std=sibling_std)
     preferences = sibling_preferences(forest, value, min_margin=min_margin, max_pairs=max_sibling_pairs)
     return Credit(

@@ -74,13 +74,14 @@ def percentile_threshold(sorted_values: np.ndarray, starts: np.ndarray, counts: 
     """`np.percentile(segment, percent)` (linear) of each sorted segment `[starts[s], starts[s] + counts[s])`,
     float64 `[S]`, NaN for empty segments; the same arithmetic as numpy, so ties land exactly on a value."""
     q = percent / 100
-    virtual = counts * q + (1 + q * (1 - 1 - 1)) - 1  # numpy's virtual index for alpha = beta = 1
-    below = np.clip(np.floor(virtual), 0, np.maximum(counts - 1, 0)).astype(np.int64)
-    above = np.minimum(below + 1, np.maximum(counts - 1, 0))
+    virtual = (counts - 1) * q  # numpy's virtual index of the linear method
+    last = np.maximum(counts - 1, 0)
+    below = np.clip(np.floor(virtual), 0, last).astype(np.int64)
+    above = np.minimum(below + 1, last)
     gamma = virtual - np.floor(virtual)
-    has = counts > 0
-    a = np.where(has, sorted_values[np.where(has, starts + below, 0)] if len(sorted_values) else 0.0, np.nan)
-    b = np.where(has, sorted_values[np.where(has, starts + above, 0)] if len(sorted_values) else 0.0, np.nan)
+    padded = np.append(np.asarray(sorted_values, dtype=np.float64), np.nan)  # empty segments read the NaN
+    a = padded[np.where(counts > 0, starts + below, len(sorted_values))]
+    b = padded[np.where(counts > 0, starts + above, len(sorted_values))]
     difference = b - a
     return np.where(gamma >= 0.5, b - difference * (1 - gamma), a + difference * gamma)
 

@@ -16,7 +16,8 @@ import grpc
 from treecredit.errors import FailedPrecondition, InvalidArgument, RequestError, ResourceExhausted
 from treecredit.v1 import credit_pb2 as pb
 from treecredit.v1 import credit_pb2_grpc as pb_grpc
-from treecredit_server import codec, credit, log, metrics
+from treecredit.v1 import structures_pb2 as spb
+from treecredit_server import codec, credit, curriculum, log, metrics, reflection, structured, structures_codec
 from treecredit_server.config import Settings
 
 _STATUS_OF = {
@@ -82,5 +83,24 @@ class CreditService(pb_grpc.CreditServiceServicer):
         forest = codec.decode_forest(request.forest, self._limits)
         estimator = codec.decode_estimator(request.estimator)
         options = codec.decode_score_options(request.options)
-        result = credit.score(forest, estimator, **options, max_sibling_pairs=self._limits.max_sibling_pairs)
-        return codec.encode_credit(result, estimator)
+        inputs = structures_codec.decode_score_inputs(request, forest, estimator, self._limits)
+        prepared = structured.prepare(forest, estimator, inputs, normalize_std=options["normalize_std"])
+        result = credit.score(prepared.forest, estimator, **options, max_sibling_pairs=self._limits.max_sibling_pairs,
+                              leaf_advantage=prepared.leaf_advantage)
+        return structures_codec.encode_score_extras(codec.encode_credit(result, estimator), prepared)
+
+    @unary
+    async def Reflect(self, request: spb.ReflectRequest, context) -> spb.ReflectResponse:
+        return await self._off_loop(self._reflect, request)
+
+    def _reflect(self, request: spb.ReflectRequest) -> spb.ReflectResponse:
+        arguments = structures_codec.decode_reflect(request, self._limits)
+        return structures_codec.encode_reflection(reflection.reflect(**arguments))
+
+    @unary
+    async def Curriculum(self, request: spb.CurriculumRequest, context) -> spb.CurriculumResponse:
+        return await self._off_loop(self._curriculum, request)
+
+    def _curriculum(self, request: spb.CurriculumRequest) -> spb.CurriculumResponse:
+        forest, trunk_end, options = structures_codec.decode_curriculum(request, self._limits)
+        return structures_codec.encode_plan(curriculum.plan(forest, trunk_end, **options))

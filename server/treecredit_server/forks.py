@@ -1,0 +1,102 @@
+"""Where to fork next (ALGORITHMS.md section 11): the top N fork positions of every tree, whole-array numpy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+import numpy as np
+
+from treecredit.errors import InvalidArgument
+from treecredit_server.filtering import masked_confidence, token_confidence
+from treecredit_server.forest import ForestArrays
+
+
+class Ranking(Enum):
+    NEG_LOGPROB = "neg_logprob"              # highest -logprob first
+    WINDOW_CONFIDENCE = "window_confidence"  # lowest window mean first
+
+
+@dataclass(frozen=True)
+class Forks:
+    """Fork positions `[F]`, grouped by tree (ascending root) and ranked within it (rank 0 is best)."""
+
+    root: np.ndarray
+    node: np.ndarray
+    offset: np.ndarray  # token index within the node: the branch keeps the node's tokens before it
+    score: np.ndarray   # float64: -logprob, or the window mean
+    rank: np.ndarray
+
+
+def suggest_forks(forest: ForestArrays, *, ranking: Ranking = Ranking.NEG_LOGPROB, top_n: int = 4,
+                  tail_guard: int = 16, window: int = 2048) -> Forks:
+    """Candidates are tokens with loss mask 1 outside the last `tail_guard` tokens of every trajectory through
+    them; the best `top_n` per tree by `ranking`."""
+    topology = forest.topology
+    node_of_token = np.repeat(np.arange(forest.num_nodes), forest.num_tokens)
+    offsets = forest.token_offsets
+    within = np.arange(len(node_of_token)) - offsets[node_of_token]
+    path_start = topology.path_sum(forest.num_tokens) - forest.num_tokens
+    position = path_start[node_of_token] + within  # 0-based position along the path
+    nearest_end = _nearest_trajectory_end(forest, path_start)
+    mask = forest.tokens.get("loss_mask")
+    candidate = (nearest_end[node_of_token] - position > tail_guard) & (True if mask is None else mask)
+
+    if ranking is Ranking.NEG_LOGPROB:
+        if "logprobs" not in forest.tokens:
+            raise InvalidArgument("forest.logprobs", "is required to rank fork positions by -logprob")
+        score = -np.asarray(forest.tokens["logprobs"], dtype=np.float64)
+        if np.isnan(score).any():
+            raise InvalidArgument(f"forest.logprobs[{int(np.argmax(np.isnan(score)))}]", "is NaN")
+        goodness = score
+    else:
+        score = np.full(len(node_of_token), np.nan)
+        score[mask if mask is not None else slice(None)] = _window_means(forest, window)
+        goodness = -score
+
+    tokens = np.flatnonzero(candidate)
+    tree = topology.root[node_of_token[tokens]]
+    order = np.lexsort((tokens, -goodness[tokens], tree))
+    tokens, tree = tokens[order], tree[order]
+    first = np.r_[True, tree[1:] != tree[:-1]] if len(tree) else np.zeros(0, bool)
+    rank = np.arange(len(tokens)) - np.maximum.accumulate(np.where(first, np.arange(len(tokens)), 0))
+    chosen = rank < top_n
+    tokens = tokens[chosen]
+    return Forks(root=tree[chosen], node=node_of_token[tokens], offset=within[tokens],
+                 score=score[tokens], rank=rank[chosen])
+
+
+def _nearest_trajectory_end(forest: ForestArrays, path_start: np.ndarray) -> np.ndarray:
+    """int64 `[N]`: the shortest path length (in tokens) of any trajectory through node n."""
+    topology = forest.topology
+    nearest = np.where(topology.is_leaf, path_start + forest.num_tokens, np.iinfo(np.int64).max)
+    for d in range(topology.max_depth, 0, -1):
+        nodes = topology.level(d)
+        np.minimum.at(nearest, forest.parent[nodes], nearest[nodes])
+    return nearest
+
+
+def _window_means(forest: ForestArrays, window: int) -> np.ndarray:
+    """float64 `[U]`: for each loss-masked token, the mean of the last min(window, position + 1) masked
+    confidences along its path, ending at it (the window crosses node boundaries)."""
+    confidence, node_offsets = masked_confidence(forest, token_confidence(forest))
+    counts = np.diff(node_offsets)
+    topology = forest.topology
+    start = topology.path_sum(counts) - counts          # masked path position of each node's first token
+    cumulative = np.concatenate(([0.0], np.cumsum(confidence)))
+    before = topology.path_sum(cumulative[node_offsets[1:]] - cumulative[node_offsets[:-1]]) - \
+        (cumulative[node_offsets[1:]] - cumulative[node_offsets[:-1]])  # path sum before each node
+
+    def prefix(node: np.ndarray, j: np.ndarray) -> np.ndarray:
+        """Sum of the first j confidences of the path to `node` (j <= its masked path length)."""
+        holder = node.copy()
+        climbing = start[holder] > j
+        while climbing.any():  # one step per depth level, vectorised over tokens
+            holder[climbing] = forest.parent[holder[climbing]]
+            climbing = start[holder] > j
+        return before[holder] + cumulative[node_offsets[holder] + (j - start[holder])] - cumulative[node_offsets[holder]]
+
+    node = np.repeat(np.arange(forest.num_nodes), counts)
+    position = start[node] + np.arange(len(confidence)) - node_offsets[node]
+    width = np.minimum(position + 1, window)
+    return (prefix(node, position + 1) - prefix(node, position + 1 - width)) / width
