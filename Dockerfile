@@ -39,9 +39,10 @@ RUN apt-get update \
  && python3 -m venv /opt/treecredit
 WORKDIR /src
 COPY deploy/container/wheels/ /wheels/
-COPY pyproject.toml deploy/container/requirements.py ./
+COPY pyproject.toml ./
+COPY deploy/container/requirements.py deploy/container/
 # Dependencies first, in their own layer: editing the source does not reinstall torch.
-RUN python3 requirements.py --leave-out "${LEAVE_OUT}" > requirements.txt \
+RUN python3 deploy/container/requirements.py --leave-out "${LEAVE_OUT}" > requirements.txt \
  && /opt/treecredit/bin/pip install --no-cache-dir --find-links /wheels \
       ${TORCH_INDEX_URL:+--extra-index-url "${TORCH_INDEX_URL}"} "${TORCH}" -r requirements.txt
 COPY README.md ./
@@ -59,7 +60,8 @@ ENV PATH=/opt/treecredit/bin:${PATH} \
     PYTHONUNBUFFERED=1 \
     TREECREDIT_HOST=0.0.0.0 \
     TREECREDIT_PORT=50051
-USER treecredit
+# Numeric, so that Kubernetes' runAsNonRoot can verify it.
+USER 10001
 WORKDIR /home/treecredit
 EXPOSE 50051
 # Asks the gRPC health service on 127.0.0.1:$TREECREDIT_PORT whether CreditService is SERVING.

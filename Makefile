@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 HOST ?= 127.0.0.1
 PORT ?= 50051
 
-.PHONY: run test proto bench clean
+.PHONY: run test proto bench clean image test-container
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,16 @@ proto: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(PY) bench/score.py
+
+# The CPU image, built with podman offline (base via debootstrap, torch from a local wheelhouse): deploy/container/.
+IMAGE ?= treecredit:cpu
+image: $(VENV)/.installed
+	$(VENV)/bin/hadolint Dockerfile
+	TORCH="$(TORCH_SPEC)" deploy/container/image.sh $(IMAGE) $(PY)
+
+# Run the image, pass its HEALTHCHECK and a Score call from the SDK on the host, remove it.
+test-container: image
+	deploy/container/test.sh $(IMAGE) $(PY)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

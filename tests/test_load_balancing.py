@@ -35,7 +35,7 @@ def calls_per_replica(replicas, **client_options) -> list[float]:
     with treecredit.CreditClient(target, timeout=30, **client_options) as client:
         for _ in range(CALLS):
             client.score(forest, "tree_grpo")
-    return [answered(replica.metrics_port) - count for replica, count in zip(replicas, before)]
+    return [answered(replica.metrics_port) - count for replica, count in zip(replicas, before, strict=True)]
 
 
 def test_round_robin_spreads_unary_calls_over_both_replicas(replicas):

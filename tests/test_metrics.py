@@ -45,7 +45,8 @@ def test_scrape_counts_calls_statuses_nodes_and_tokens(metered):
     assert samples["treecredit_watch_sessions_open", frozenset()] == 0
     # Only the calls answered OK count as processed.
     assert samples["treecredit_nodes_processed_total", score] == sum(len(f) for f in forests)
-    assert samples["treecredit_tokens_processed_total", score] == sum(int(f.arrays["num_tokens"].sum()) for f in forests)
+    tokens = sum(int(forest.arrays["num_tokens"].sum()) for forest in forests)
+    assert samples["treecredit_tokens_processed_total", score] == tokens
     assert samples["process_resident_memory_bytes", frozenset()] > 0
 
 

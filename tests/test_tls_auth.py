@@ -143,6 +143,13 @@ def test_auth_refuses_missing_and_wrong_tokens(auth_server):
     assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED  # the scheme must be Bearer
 
 
+def test_auth_refuses_streaming_calls_without_a_token(auth_server):
+    with grpc.insecure_channel(auth_server.target) as channel:
+        with pytest.raises(grpc.RpcError) as refused:
+            list(credit_pb2_grpc.CreditServiceStub(channel).Watch(iter(()), timeout=30))
+    assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
 def test_auth_accepts_every_listed_token_sync_and_async(auth_server):
     assert np.isfinite(score(auth_server.target, token=TOKEN)).all()
     assert np.isfinite(score(auth_server.target, token="another-token")).all()

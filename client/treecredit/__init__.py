@@ -9,10 +9,14 @@
 
 from treecredit.channel import ROUND_ROBIN, tls_credentials
 from treecredit.client import AsyncCreditClient, CreditClient
+from treecredit.confidence import FilterResult, ForkSuggestions
 from treecredit.errors import FailedPrecondition, InvalidArgument, RequestError, ResourceExhausted
 from treecredit.forest import Forest
 from treecredit.results import DepthProfile, Preferences, PrefixSharing, ScoreResult
+from treecredit.structures import (CurriculumHistory, CurriculumPlan, Reflection, ReflectionResult, StepSimilarity,
+                                   StepSimilarityResult, ToolCalls, srl_batch)
 from treecredit.topology import Topology
+from treecredit.watch import AsyncWatchSession, WatchSession, WatchSummary
 
 __all__ = [
     "ROUND_ROBIN",
@@ -27,6 +31,19 @@ __all__ = [
     "RequestError",
     "ResourceExhausted",
     "ScoreResult",
+    "CurriculumHistory",
+    "CurriculumPlan",
+    "Reflection",
+    "ReflectionResult",
+    "StepSimilarity",
+    "StepSimilarityResult",
+    "ToolCalls",
+    "srl_batch",
     "Topology",
     "tls_credentials",
+    "FilterResult",
+    "ForkSuggestions",
+    "WatchSession",
+    "AsyncWatchSession",
+    "WatchSummary",
 ]

@@ -59,6 +59,21 @@ def decode(
     Checks, before anything is allocated: the dtype is one of `dtypes`, the shape has `ndim`
     non-negative dimensions, `max_elements` is respected, and the bytes match dtype and shape.
     """
+    array = decode_words(tensor, field, dtypes=dtypes, ndim=ndim, max_elements=max_elements)
+    if tensor.dtype == pb.DATA_TYPE_BFLOAT16:
+        return (array.astype(np.uint32) << 16).view(np.float32)
+    return array
+
+
+def decode_words(
+    tensor: pb.Tensor,
+    field: str,
+    *,
+    dtypes: Collection[int],
+    ndim: int,
+    max_elements: int | None = None,
+) -> np.ndarray:
+    """As `decode`, but bfloat16 stays as its raw uint16 words (for callers that view them as bfloat16)."""
     if tensor.dtype not in _NUMPY_OF:
         raise InvalidArgument(f"{field}.dtype", f"unknown data type {tensor.dtype}")
     if tensor.dtype not in dtypes:
@@ -80,8 +95,5 @@ def decode(
             f"{len(data)} bytes do not match shape {list(shape)} of "
             f"{pb.DataType.Name(tensor.dtype)} ({elements * itemsize} bytes)",
         )
-    array = np.frombuffer(data, dtype=_NUMPY_OF[tensor.dtype]).reshape(shape)
-    if tensor.dtype == pb.DATA_TYPE_BFLOAT16:
-        return (array.astype(np.uint32) << 16).view(np.float32)
-    return array
+    return np.frombuffer(data, dtype=_NUMPY_OF[tensor.dtype]).reshape(shape)
 

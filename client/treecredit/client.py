@@ -7,10 +7,14 @@ from collections.abc import Sequence
 import grpc
 
 from treecredit import channel
+from treecredit.confidence import FilterResult, ForkSuggestions, filter_request, forks_request
 from treecredit.forest import Forest
 from treecredit.results import ScoreResult
+from treecredit.structures import (CurriculumHistory, CurriculumPlan, Reflection, ReflectionResult, StepSimilarity,
+                                   ToolCalls, curriculum_request)
 from treecredit.v1 import credit_pb2 as pb
 from treecredit.v1 import credit_pb2_grpc as pb_grpc
+from treecredit.watch import AsyncWatchSession, WatchSession, open_request
 
 MAX_MESSAGE_BYTES = 512 << 20
 CHANNEL_OPTIONS = (
@@ -20,7 +24,9 @@ CHANNEL_OPTIONS = (
 
 
 def score_request(forest: Forest, estimator: str, *, normalize_std: bool = True,
-                  sibling_std: bool = False, min_margin: float = 0.0) -> pb.ScoreRequest:
+                  sibling_std: bool = False, min_margin: float = 0.0, tool_calls: ToolCalls | None = None,
+                  step_similarity: StepSimilarity | None = None,
+                  reflection: Reflection | None = None) -> pb.ScoreRequest:
     try:
         estimator_value = pb.Estimator.Value("ESTIMATOR_" + estimator.upper())
     except ValueError:
@@ -30,6 +36,9 @@ def score_request(forest: Forest, estimator: str, *, normalize_std: bool = True,
         options=pb.ScoreOptions(normalize_std=normalize_std, sibling_std=sibling_std, min_margin=min_margin),
     )
     forest.to_proto(into=request.forest)
+    for name, part in (("tool_calls", tool_calls), ("step_similarity", step_similarity), ("reflection", reflection)):
+        if part is not None:
+            getattr(request, name).CopyFrom(part.to_proto())
     return request
 
 
@@ -56,11 +65,43 @@ class CreditClient:
               **options) -> ScoreResult:
         """Per-step advantages, preferences and the granularity report of `forest`.
 
-        Options: `normalize_std` (default True), `sibling_std` (value_diff), `min_margin` (preferences).
+        Options: `normalize_std` (default True), `sibling_std` (value_diff), `min_margin` (preferences),
+        `tool_calls` (toolpo), `step_similarity` (srl), `reflection` (R3 added to the leaf rewards).
         """
         request = score_request(forest, estimator, **options)
         response = self._stub.Score(request, timeout=timeout or self.timeout)
-        return ScoreResult.from_proto(forest, response)
+        return ScoreResult.from_proto(forest, response, options.get("tool_calls"))
+
+    def reflect(self, reflection: Reflection, *, timeout: float | None = None) -> ReflectionResult:
+        """DRO's R3 per rollout, token weights and query verdicts (sections 6-7)."""
+        response = self._stub.Reflect(reflection.to_proto(), timeout=timeout or self.timeout)
+        return ReflectionResult.from_proto(response)
+
+    def curriculum(self, histories: Sequence[CurriculumHistory], *, timeout: float | None = None,
+                   **options) -> CurriculumPlan:
+        """R³'s stage, start-depth mix and failing step per demonstration (section 10). Options: `mode`
+        ("staged" or "mixed"), `window`, `advance_at`, `success_at`."""
+        request = curriculum_request(histories, **options)
+        return CurriculumPlan.from_proto(self._stub.Curriculum(request, timeout=timeout or self.timeout))
+
+    def filter(self, forest: Forest, *, timeout: float | None = None, **options) -> FilterResult:
+        """Trace verdicts, query verdicts and the confidence-weighted vote (sections 5-6). Options: `metric`
+        ("lowest", "bottom10", "tail", "mean"), `keep_percent` (90), `window`, `tail` (2048), `answers` (one per
+        leaf, or {leaf: answer}), `zero_variance`, `reflection` ({group: ℓ matrix}), `min_spread`, `drop_percent`."""
+        request = filter_request(forest, **options)
+        return FilterResult.from_proto(forest, request, self._stub.Filter(request, timeout=timeout or self.timeout))
+
+    def suggest_forks(self, forest: Forest, *, timeout: float | None = None, **options) -> ForkSuggestions:
+        """The top `top_n` fork positions per tree (section 11). Options: `top_n` (4), `ranking` ("neg_logprob" or
+        "window_confidence"), `tail_guard` (16), `window` (2048)."""
+        response = self._stub.SuggestForks(forks_request(forest, **options), timeout=timeout or self.timeout)
+        return ForkSuggestions.from_proto(response)
+
+    def watch(self, *, timeout: float | None = None, **options) -> WatchSession:
+        """Open an online early-stopping session for one prompt (section 5); `timeout` bounds the whole stream.
+        Options: `warmup` (16), `keep_percent` (90) or a fixed `threshold`, `window` (2048), `consensus` (0.95),
+        `budget` (512), `fork_history` (window)."""
+        return WatchSession(self._stub, open_request(**options), timeout)
 
     def close(self) -> None:
         self._channel.close()
@@ -86,7 +127,28 @@ class AsyncCreditClient:
                     **options) -> ScoreResult:
         request = score_request(forest, estimator, **options)
         response = await self._stub.Score(request, timeout=timeout or self.timeout)
-        return ScoreResult.from_proto(forest, response)
+        return ScoreResult.from_proto(forest, response, options.get("tool_calls"))
+
+    async def reflect(self, reflection: Reflection, *, timeout: float | None = None) -> ReflectionResult:
+        response = await self._stub.Reflect(reflection.to_proto(), timeout=timeout or self.timeout)
+        return ReflectionResult.from_proto(response)
+
+    async def curriculum(self, histories: Sequence[CurriculumHistory], *, timeout: float | None = None,
+                         **options) -> CurriculumPlan:
+        request = curriculum_request(histories, **options)
+        return CurriculumPlan.from_proto(await self._stub.Curriculum(request, timeout=timeout or self.timeout))
+
+    async def filter(self, forest: Forest, *, timeout: float | None = None, **options) -> FilterResult:
+        request = filter_request(forest, **options)
+        return FilterResult.from_proto(forest, request, await self._stub.Filter(request, timeout=timeout or self.timeout))
+
+    async def suggest_forks(self, forest: Forest, *, timeout: float | None = None, **options) -> ForkSuggestions:
+        response = await self._stub.SuggestForks(forks_request(forest, **options), timeout=timeout or self.timeout)
+        return ForkSuggestions.from_proto(response)
+
+    def watch(self, *, timeout: float | None = None, **options) -> AsyncWatchSession:
+        """`async with client.watch(...) as session:`; see `CreditClient.watch`."""
+        return AsyncWatchSession(self._stub, open_request(**options), timeout)
 
     async def close(self) -> None:
         await self._channel.close()

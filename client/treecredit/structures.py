@@ -85,7 +85,7 @@ def srl_batch(expert_steps: Sequence[Sequence[str]],
         deepest = max((k for k, step_actions in enumerate(per_step) if step_actions), default=-1)
         for _ in range(deepest):
             trunk.append(forest.add(trunk[-1]))
-        for k, step_actions in enumerate(per_step):
+        for k, step_actions in enumerate(per_step[: deepest + 1]):
             leaf_parents += [trunk[k]] * len(step_actions)
             leaf_actions += list(step_actions)
     for parent in leaf_parents:

@@ -21,19 +21,27 @@ Method and cost (U unique tokens, N nodes, D the depth of the deepest node):
 
 - Along-path token positions and path-prefix sums per node by pointer doubling over the parent
   array: O(N log D), no per-node Python loop.
-- Every unique token's window sum is computed once: ``Pfx(i+1) - Pfx(i+1-W)`` where ``Pfx`` is
-  the path prefix sum; the far end ``Pfx(i+1-W)`` may lie in an ancestor, found by binary lifting
-  over an O(N log D) ancestor table: O(U log D) in all.
-- ``lowest``: per-node min of G (segment min), then min propagated down the tree by pointer
-  doubling: O(U + N log D). ``mean`` and ``tail``: O(P log D) prefix look-ups.
+- Every unique token's group confidence G is computed once, by ``window_groups`` (below): a
+  token whose window lies inside its own node needs only the flat prefix sum,
+  ``(C(t+1) - C(t+1-W)) / W``; only the tokens whose window starts in an ancestor (the first
+  W-1 of a node, at most) need the path prefix value at the window start, found in torch by
+  binary lifting over an O(N log D) ancestor table: O(F log D) with F <= min(U, N (W-1)).
+- ``lowest``: per-node min of G (segment min, fused into ``window_groups``), then min propagated
+  down the tree by pointer doubling: O(U + N log D). ``mean`` and ``tail``: O(P log D) prefix
+  look-ups.
 - ``bottom10`` is the one statistic that depends on a whole path's multiset of G. It gathers
   the G of every group on each trajectory (the windows themselves are not recomputed) and sorts
   them by (trajectory, G): O(S log S) time with S = sum over trajectories of their #groups,
   memory bounded by processing trajectories in chunks of at most ``_BOTTOM_CHUNK`` groups. The
   (leaf, ancestor) pairs are enumerated by a loop over depth levels, vectorised over leaves.
 
-Both backends run the same vectorised torch code (on the tensors' device); there is no Triton
-kernel for this one yet.
+Backends: the tree bookkeeping (path positions and prefix sums, window starts in ancestors,
+path minima, bottom10) is vectorised torch on the tensors' device for both. The per-token pass,
+``window_groups`` (group confidence of every token and per-segment minima, float64), dispatches
+on ``backend.select``: "triton" runs ``_window_groups_kernel``, one program per tile of BLOCK
+flat tokens (each token finds its segment by binary search over the segment offsets, the
+segment minima are a segmented scan inside the tile plus one float64 atomic min per segment
+run), "torch" the same arithmetic vectorised. Both give the same float64 values.
 """
 
 from __future__ import annotations
@@ -41,6 +49,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
+
+from treecredit_kernels import backend
 
 _BOTTOM_CHUNK = 1 << 24
 
@@ -128,19 +138,20 @@ def tree_window_confidence(
         o = off[a]
         return base[a] + C[o + (j - start[a])] - C[o]
 
-    # Per unique token: the window sum, once.
-    nid = torch.repeat_interleave(torch.arange(N, device=dev), ln)
-    pos = start[nid] + (torch.arange(U, device=dev) - off[nid])  # 0-based path position
-    is_group = pos >= W - 1
-    gtok = is_group.nonzero().squeeze(1)
-    gnode = nid[gtok]
-    hi = base[gnode] + C[gtok + 1] - C[off[gnode]]
-    lo = pfx(gnode, pos[gtok] + 1 - W)
-    G = torch.full((U,), float("inf"), dtype=torch.float64, device=dev)
-    G[gtok] = (hi - lo) / W
+    # Tokens whose (full) window starts before their node: local index k in [k0, k1) of node n.
+    # Their path prefix value at the window start lies in an ancestor: binary lifting, in torch.
+    k0 = (W - 1 - start).clamp(min=0)
+    k1 = ln.clamp(max=W - 1)
+    cnt = (k1 - k0).clamp(min=0)
+    far_off = torch.cumsum(cnt, 0) - cnt
+    F = int(cnt.sum())
+    fnode = torch.repeat_interleave(torch.arange(N, device=dev), cnt)
+    fk = torch.arange(F, device=dev) - far_off[fnode] + k0[fnode]
+    far = pfx(fnode, start[fnode] + fk + 1 - W)
 
-    node_min = torch.full((N,), float("inf"), dtype=torch.float64, device=dev)
-    node_min.scatter_reduce_(0, gnode, G[gtok], reduce="amin", include_self=True)
+    # Per unique token: the group confidence (inf where the window is not full), and per node
+    # the min of G over its tokens.
+    G, node_min = window_groups(C, off, base, start, far, far_off, W)
     path_min = _path_reduce(node_min, up, torch.minimum)
 
     T = start[lv] + ln[lv]
@@ -158,6 +169,134 @@ def tree_window_confidence(
     if bool(full.any()):
         bottom[full] = _bottom10(G, off, ln, start, par, lv[full], ngroups[full], W)
     return WindowConfidence(lowest, bottom, tail_v, mean, T)
+
+
+# --------------------------------------------------------------------------- per-token pass
+
+
+def window_groups(prefix, seg_offsets, seg_base, seg_pos, far, far_off, window):
+    """Windowed means over segmented prefix sums, and their per-segment minima (float64).
+
+    Flat values v[0..U) are split into N contiguous segments ``v[seg_offsets[n]:seg_offsets[n+1]]``;
+    ``prefix`` [U+1] float64 holds ``C(t) = sum v[:t]``. Segment n continues a sequence whose
+    prefix value before its first element is ``seg_base[n]`` and whose first element sits at
+    position ``seg_pos[n]`` (int64) of that sequence. With W = ``window``, element t (local index
+    k = t - seg_offsets[n], position p = seg_pos[n] + k) has a full window iff p >= W - 1, and then
+
+    - k >= W - 1 (window inside the segment): ``out[t] = (C(t+1) - C(t+1-W)) / W``
+    - k <  W - 1 (window starts before it):   ``out[t] = (seg_base[n] + (C(t+1) - C(o_n)) - far[j]) / W``
+      with ``far[j]`` (float64) the sequence's prefix value at the window start, stored for the
+      segment's such elements k in [max(0, W-1-seg_pos[n]), min(len_n, W-1)) from ``far_off[n]`` on.
+
+    ``out[t] = +inf`` where the window is not full. Returns ``(out [U], seg_min [N])``, seg_min the
+    min of ``out`` over each segment (+inf for an empty one). Dispatches on ``backend.select``.
+    """
+    if backend.select(prefix.device) == "triton" and prefix.numel() > 1:
+        return _window_groups_triton(prefix, seg_offsets, seg_base, seg_pos, far, far_off, int(window))
+    return _window_groups_torch(prefix, seg_offsets, seg_base, seg_pos, far, far_off, int(window))
+
+
+def _window_groups_torch(prefix, seg_offsets, seg_base, seg_pos, far, far_off, W):
+    dev = prefix.device
+    U, N = prefix.numel() - 1, seg_offsets.numel() - 1
+    ln = seg_offsets[1:] - seg_offsets[:-1]
+    nid = torch.repeat_interleave(torch.arange(N, device=dev), ln)
+    t = torch.arange(U, device=dev)
+    o = seg_offsets[nid]
+    k = t - o
+    full = seg_pos[nid] + k >= W - 1
+    cross = k < W - 1
+    hi = prefix[t + 1]
+    local = hi - prefix[(t + 1 - W).clamp(min=0)]
+    k0 = (W - 1 - seg_pos[nid]).clamp(min=0)
+    j = torch.where(full & cross, far_off[nid] + k - k0, 0)
+    lo = far[j] if far.numel() else torch.zeros(U, dtype=torch.float64, device=dev)
+    g = torch.where(cross, (seg_base[nid] + (hi - prefix[o])) - lo, local) / W
+    out = torch.where(full, g, torch.tensor(float("inf"), dtype=torch.float64, device=dev))
+    seg_min = torch.full((N,), float("inf"), dtype=torch.float64, device=dev)
+    seg_min.scatter_reduce_(0, nid, out, reduce="amin", include_self=True)
+    return out, seg_min
+
+
+_kernel = None
+
+
+def _build_kernel():
+    import triton
+    import triton.language as tl
+
+    @triton.jit
+    def _segment_min_combine(a_seg, a_val, b_seg, b_val):
+        return b_seg, tl.where(a_seg == b_seg, tl.minimum(a_val, b_val), b_val)
+
+    # The kernel resolves the combine function by name among this module's globals.
+    globals()["_segment_min_combine"] = _segment_min_combine
+
+    @triton.jit(do_not_specialize=["U", "N", "W", "SEARCH_STEPS"])
+    def _window_groups_kernel(
+        prefix_ptr, seg_off_ptr, seg_base_ptr, seg_pos_ptr, far_ptr, far_off_ptr,
+        out_ptr, seg_min_ptr, U, N, W, SEARCH_STEPS,
+        BLOCK: tl.constexpr,
+    ):
+        INF: tl.constexpr = float("inf")
+        lane = tl.arange(0, BLOCK)
+        t = tl.program_id(0).to(tl.int64) * BLOCK + lane
+        m = t < U
+        # Segment of each element: the last n with seg_offsets[n] <= t (skips empty segments).
+        lo = tl.zeros([BLOCK], tl.int64)
+        hi = tl.zeros([BLOCK], tl.int64) + N
+        for _ in range(0, SEARCH_STEPS):
+            mid = (lo + hi) // 2
+            go = tl.load(seg_off_ptr + mid, mask=m, other=0) <= t
+            lo = tl.where(go, mid, lo)
+            hi = tl.where(go, hi, mid)
+        seg = lo
+        o = tl.load(seg_off_ptr + seg, mask=m, other=0)
+        o_next = tl.load(seg_off_ptr + seg + 1, mask=m, other=0)
+        p0 = tl.load(seg_pos_ptr + seg, mask=m, other=0)
+        w = W.to(tl.int64)
+        k = t - o
+        full = m & (p0 + k >= w - 1)
+        cross = k < w - 1
+        c_hi = tl.load(prefix_ptr + t + 1, mask=m, other=0.0)
+        c_lo = tl.load(prefix_ptr + t + 1 - w, mask=full & ~cross, other=0.0)
+        c_o = tl.load(prefix_ptr + o, mask=full & cross, other=0.0)
+        base = tl.load(seg_base_ptr + seg, mask=full & cross, other=0.0)
+        k0 = tl.maximum(w - 1 - p0, 0)
+        f = tl.load(far_off_ptr + seg, mask=full & cross, other=0)
+        far = tl.load(far_ptr + f + k - k0, mask=full & cross, other=0.0)
+        g = tl.where(cross, (base + (c_hi - c_o)) - far, c_hi - c_lo) / w.to(tl.float64)
+        g = tl.where(full, g, INF)
+        tl.store(out_ptr + t, g, mask=m)
+        # Segment minima: a segmented min-scan over the tile (segments are sorted), then one
+        # atomic min at the last element of each segment's run in this tile.
+        _, run_min = tl.associative_scan((seg, g), 0, _segment_min_combine)
+        last = m & ((t + 1 == o_next) | (lane == BLOCK - 1) | (t + 1 == U))
+        tl.atomic_min(seg_min_ptr + seg, run_min, mask=last & (run_min < INF))
+
+    return _window_groups_kernel
+
+
+def _window_groups_triton(prefix, seg_offsets, seg_base, seg_pos, far, far_off, W):
+    import triton
+
+    global _kernel
+    if _kernel is None:
+        _kernel = _build_kernel()
+    dev = prefix.device
+    U, N = prefix.numel() - 1, seg_offsets.numel() - 1
+    out = torch.empty(U, dtype=torch.float64, device=dev)
+    seg_min = torch.full((N,), float("inf"), dtype=torch.float64, device=dev)
+    if far.numel() == 0:  # never read; a valid pointer all the same
+        far = prefix
+    block = min(triton.next_power_of_2(U), 1 << 14 if backend.interpreting() else 1024)
+    block = max(block, 16)
+    _kernel[(triton.cdiv(U, block),)](
+        prefix.contiguous(), seg_offsets.contiguous(), seg_base.contiguous(), seg_pos.contiguous(),
+        far.contiguous(), far_off.contiguous(), out, seg_min, U, N, W, max(1, N.bit_length()),
+        BLOCK=block, num_warps=4,
+    )
+    return out, seg_min
 
 
 def _bottom10(G, off, ln, start, par, lv, ngroups, W) -> torch.Tensor:

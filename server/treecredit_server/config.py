@@ -16,6 +16,7 @@ class Limits:
     max_nodes: int = 4_000_000
     max_tokens: int = 64_000_000
     max_sibling_pairs: int = 16_000_000
+    max_logits_mb: int = 8192
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,14 @@ class Settings:
     tls_key: str = ""
     tls_client_ca: str = ""
     auth_tokens_file: str = ""
+    watch_max_sessions: int = 64
+    watch_max_trajectories: int = 4096
+    watch_session_mb: int = 256
+    watch_idle_seconds: float = 300.0
+    max_logits_mb: int = Limits.max_logits_mb
+    device: str = "auto"
+    max_shared_memory_regions: int = 16
+    max_shared_memory_mb: int = 65536
 
     @property
     def limits(self) -> Limits:
@@ -60,6 +69,15 @@ HELP = {
     "tls_client_ca": "PEM CA bundle file; with TLS on, clients must present a certificate it signed (mTLS)",
     "auth_tokens_file": "file of accepted bearer tokens, one a line; when set, calls without one get "
     "UNAUTHENTICATED (health and reflection stay open)",
+    "watch_max_sessions": "most Watch streams open at once; beyond it a new stream gets RESOURCE_EXHAUSTED",
+    "watch_max_trajectories": "most trajectories one Watch session may start",
+    "watch_session_mb": "most MiB of window state one Watch session may hold (16 bytes per trajectory per "
+    "window + fork_history token)",
+    "watch_idle_seconds": "a Watch stream with no request for this long gets its summary and DEADLINE_EXCEEDED",
+    "max_logits_mb": "most MiB of logits one TokenStats call may read (inline, streamed or in shared memory)",
+    "device": "where TokenStats computes: auto (cuda when available, else cpu), cpu or cuda",
+    "max_shared_memory_regions": "most shared-memory regions registered at once (0 turns registration off)",
+    "max_shared_memory_mb": "most MiB registered over all shared-memory regions",
 }
 
 

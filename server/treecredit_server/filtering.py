@@ -101,13 +101,19 @@ def token_confidence(forest: ForestArrays, name: str = "forest") -> np.ndarray:
         _require_finite(f"{name}.confidence", ~np.isfinite(confidence))
         return confidence
     if "topk_logprobs" in tokens:
-        import torch
         from treecredit_kernels import topk_confidence
 
         topk = tokens["topk_logprobs"]
         _require_finite(f"{name}.topk_logprobs", np.isnan(topk).any(axis=1) | (topk == np.inf).any(axis=1))
-        return topk_confidence(torch.from_numpy(np.array(topk))).confidence.numpy().astype(np.float64)
+        return topk_confidence(_tensor(topk)).confidence.numpy().astype(np.float64)
     raise InvalidArgument(f"{name}.confidence", "token confidences or top-k log-probs (topk_logprobs) are required")
+
+
+def _tensor(array: np.ndarray):
+    """A CPU torch tensor over `array` (copied only if read-only, as arrays decoded from the wire are)."""
+    import torch
+
+    return torch.from_numpy(np.require(array, requirements=("C", "W")))
 
 
 def _require_finite(field: str, bad: np.ndarray) -> None:
@@ -129,14 +135,11 @@ def masked_confidence(forest: ForestArrays, confidence: np.ndarray) -> tuple[np.
 def trajectory_metric(forest: ForestArrays, metric: Metric, *, window: int, tail: int,
                       name: str = "forest") -> tuple[np.ndarray, np.ndarray]:
     """`(metric float64 [P], num_tokens int64 [P])` of every trajectory (leaves ascending), loss-masked."""
-    import torch
     from treecredit_kernels import tree_window_confidence
 
     confidence, offsets = masked_confidence(forest, token_confidence(forest, name))
-    result = tree_window_confidence(
-        torch.from_numpy(np.ascontiguousarray(confidence)), torch.from_numpy(offsets),
-        torch.from_numpy(forest.parent), torch.from_numpy(forest.leaves), window=window, tail=tail,
-    )
+    result = tree_window_confidence(*(_tensor(a) for a in (confidence, offsets, forest.parent, forest.leaves)),
+                                    window=window, tail=tail)
     return getattr(result, metric.value).numpy(), result.num_tokens.numpy()
 
 
@@ -198,7 +201,6 @@ def _zero_variance(forest: ForestArrays) -> np.ndarray:
 
 
 def _reflection_spread(reflection: Reflection, num_groups: int) -> np.ndarray:
-    import torch
     from treecredit_kernels import reflection_reward
 
     if len(reflection.rows) != num_groups or len(reflection.cols) != num_groups:
@@ -210,8 +212,7 @@ def _reflection_spread(reflection: Reflection, num_groups: int) -> np.ndarray:
     if size != len(reflection.ell):
         raise InvalidArgument("reflection.ell", f"has {len(reflection.ell)} values, rows * cols sum to {size}")
     _require_finite("reflection.ell", ~np.isfinite(reflection.ell))
-    return reflection_reward(torch.from_numpy(np.array(reflection.ell)), torch.from_numpy(np.array(reflection.rows)),
-                             torch.from_numpy(np.array(reflection.cols))).spread.numpy()
+    return reflection_reward(_tensor(reflection.ell), _tensor(reflection.rows), _tensor(reflection.cols)).spread.numpy()
 
 
 def weighted_vote(group: np.ndarray, weight: np.ndarray, answer: np.ndarray, num_groups: int) -> Vote:

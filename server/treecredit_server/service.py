@@ -6,6 +6,7 @@ No math lives here. Errors the compute layer raises (`treecredit.errors`) become
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import time
 import uuid
@@ -14,10 +15,12 @@ from concurrent.futures import Executor
 import grpc
 
 from treecredit.errors import FailedPrecondition, InvalidArgument, RequestError, ResourceExhausted
+from treecredit.v1 import confidence_pb2 as cpb
 from treecredit.v1 import credit_pb2 as pb
 from treecredit.v1 import credit_pb2_grpc as pb_grpc
 from treecredit.v1 import structures_pb2 as spb
 from treecredit_server import codec, credit, curriculum, log, metrics, reflection, structured, structures_codec
+from treecredit_server import confidence_codec, filtering, forks, watch
 from treecredit_server.config import Settings
 
 _STATUS_OF = {
@@ -67,10 +70,58 @@ def unary(handler):
     return call
 
 
+def stream(handler):
+    """Wrap a bidirectional-stream RPC as `unary` wraps a unary one: a request id, one log line per stream
+    (requests and responses counted), request errors mapped onto statuses, an idle stream's TimeoutError
+    onto DEADLINE_EXCEEDED."""
+
+    @functools.wraps(handler)
+    async def call(self, requests, context: grpc.aio.ServicerContext):
+        started = time.perf_counter()
+        request_id = dict(context.invocation_metadata() or ()).get("x-request-id") or uuid.uuid4().hex[:16]
+        context.set_trailing_metadata((("x-request-id", request_id),))
+        status, counted = grpc.StatusCode.OK, {"requests": 0, "responses": 0}
+
+        async def counting():
+            async for request in requests:
+                counted["requests"] += 1
+                yield request
+
+        metrics.call_started(handler.__name__)
+        try:
+            with metrics.SESSIONS_OPEN.track_inprogress():
+                async with contextlib.aclosing(handler(self, counting(), context)) as responses:
+                    async for response in responses:
+                        counted["responses"] += 1
+                        yield response
+        except RequestError as error:
+            status = _STATUS_OF[type(error)]
+            await context.abort(status, str(error))
+        except TimeoutError as error:
+            status = grpc.StatusCode.DEADLINE_EXCEEDED
+            await context.abort(status, str(error))
+        except asyncio.CancelledError:
+            status = grpc.StatusCode.CANCELLED
+            raise
+        except Exception:
+            status = grpc.StatusCode.INTERNAL
+            _log.exception("rpc_failed", method=handler.__name__, request_id=request_id)
+            await context.abort(status, f"internal error; request id {request_id}")
+        finally:
+            _log.info("rpc", method=handler.__name__, peer=context.peer(), request_id=request_id, **counted,
+                      duration_ms=round(1000 * (time.perf_counter() - started), 3), status=status.name)
+            metrics.call_finished(handler.__name__, status.name, time.perf_counter() - started, cpb.WatchRequest())
+
+    return call
+
+
 class CreditService(pb_grpc.CreditServiceServicer):
     def __init__(self, settings: Settings, executor: Executor):
         self._limits = settings.limits
         self._executor = executor
+        self._watch_sessions = watch.WatchSessions(settings.watch_max_sessions, settings.watch_max_trajectories,
+                                                   settings.watch_session_mb << 20)
+        self._watch_idle_seconds = settings.watch_idle_seconds
 
     async def _off_loop(self, function, *args):
         return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
@@ -104,3 +155,65 @@ class CreditService(pb_grpc.CreditServiceServicer):
     def _curriculum(self, request: spb.CurriculumRequest) -> spb.CurriculumResponse:
         forest, trunk_end, options = structures_codec.decode_curriculum(request, self._limits)
         return structures_codec.encode_plan(curriculum.plan(forest, trunk_end, **options))
+
+    @unary
+    async def Filter(self, request: cpb.FilterRequest, context) -> cpb.FilterResponse:
+        return await self._off_loop(self._filter, request)
+
+    def _filter(self, request: cpb.FilterRequest) -> cpb.FilterResponse:
+        forest, options = confidence_codec.decode_filter(request, self._limits)
+        return confidence_codec.encode_filter(filtering.filter_forest(forest, **options))
+
+    @unary
+    async def SuggestForks(self, request: cpb.SuggestForksRequest, context) -> cpb.SuggestForksResponse:
+        return await self._off_loop(self._suggest_forks, request)
+
+    def _suggest_forks(self, request: cpb.SuggestForksRequest) -> cpb.SuggestForksResponse:
+        forest, options = confidence_codec.decode_forks(request, self._limits)
+        return confidence_codec.encode_forks(forks.suggest_forks(forest, **options))
+
+    @stream
+    async def Watch(self, requests, context):
+        """One session per stream: the decisions each request causes, the summary once the client half-closes
+        (or goes idle). The session is freed however the stream ends."""
+        pending = requests.__aiter__()
+
+        async def next_request() -> cpb.WatchRequest | None:
+            try:
+                return await asyncio.wait_for(anext(pending, None), self._watch_idle_seconds)
+            except TimeoutError:
+                raise TimeoutError(f"no request for {self._watch_idle_seconds} s; the session is closed") from None
+
+        request = await next_request()
+        if request is None:
+            return
+        if not request.HasField("open"):
+            raise InvalidArgument("open", "the first request of a stream must open the session")
+        session = self._watch_sessions.open(confidence_codec.decode_watch_open(request.open))
+        try:
+            while request is not None:
+                response = await self._off_loop(self._watch_step, session, request)
+                if response.ByteSize():
+                    yield response
+                try:
+                    request = await next_request()
+                except TimeoutError:
+                    yield confidence_codec.encode_summary(session.summary())
+                    raise
+                if request is not None and request.HasField("open"):
+                    raise InvalidArgument("open", "only the first request of a stream opens the session")
+            yield confidence_codec.encode_summary(session.summary())
+        finally:
+            self._watch_sessions.close(session)
+
+    def _watch_step(self, session: watch.WatchSession, request: cpb.WatchRequest) -> cpb.WatchResponse:
+        decisions = watch.Decisions([])
+        for j, start in enumerate(request.starts):
+            parent = start.parent if start.HasField("parent") else None
+            decisions.add(session.start(start.trajectory, parent, start.fork_offset, f"starts[{j}]"))
+        if request.HasField("chunk"):
+            decisions.add(session.chunk(confidence_codec.decode_chunk(request.chunk, self._limits)))
+        for j, finish in enumerate(request.finishes):
+            answer = finish.answer if finish.HasField("answer") else None
+            decisions.add(session.finish(finish.trajectory, answer, f"finishes[{j}]"))
+        return confidence_codec.encode_decisions(decisions)

@@ -69,6 +69,8 @@ def decode_score_inputs(request: pb.ScoreRequest, forest: ForestArrays, estimato
 
 def _decode_step_similarity(message: spb.StepSimilarity, forest: ForestArrays, limits: Limits) -> dict:
     num_leaves = len(forest.leaves)
+    if message.actions and len(message.actions) != num_leaves:
+        raise InvalidArgument("step_similarity.actions", f"has {len(message.actions)} texts for {num_leaves} leaves")
     parsed = _array(message, "parsed", "step_similarity.parsed", _wire.MASK, length=num_leaves,
                     max_elements=limits.max_nodes, required=False)
     options = {
@@ -78,8 +80,6 @@ def _decode_step_similarity(message: spb.StepSimilarity, forest: ForestArrays, l
     }
     if not message.actions:
         return options
-    if len(message.actions) != num_leaves:
-        raise InvalidArgument("step_similarity.actions", f"has {len(message.actions)} texts for {num_leaves} leaves")
     num_steps = _array(message, "num_steps", "step_similarity.num_steps", _wire.INTEGER,
                        max_elements=limits.max_nodes).astype(np.int64)
     return {**options, "expert_steps": message.expert_steps, "num_steps": num_steps, "actions": message.actions}

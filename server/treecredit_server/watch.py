@@ -77,6 +77,12 @@ class Decisions:
     threshold: float | None = None
     stop_sampling: StopSampling | None = None
 
+    def add(self, other: Decisions) -> Decisions:
+        self.stops.extend(other.stops)
+        self.threshold = other.threshold if other.threshold is not None else self.threshold
+        self.stop_sampling = other.stop_sampling or self.stop_sampling
+        return self
+
 
 @dataclass(frozen=True)
 class Summary:

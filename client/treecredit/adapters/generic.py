@@ -39,6 +39,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from itertools import chain
 from typing import Any
 
@@ -58,9 +59,10 @@ def as_numpy(values, dtype) -> np.ndarray:
 
 
 def like(template, values: np.ndarray):
-    """`values` as a tensor of `template`'s dtype and device if `template` is a torch tensor, else numpy."""
+    """`values` as a tensor on `template`'s device, in its dtype if floating (else float32), if
+    `template` is a torch tensor; else numpy."""
     if hasattr(template, "new_tensor"):
-        return template.new_tensor(values)
+        return (template if template.is_floating_point() else template.float()).new_tensor(values)
     return values
 
 
@@ -85,9 +87,7 @@ def as_object_array(values) -> np.ndarray:
         return as_numpy(values, np.int64)
     if isinstance(values, np.ndarray) and values.ndim == 1:
         return values
-    out = np.empty(len(values), dtype=object)
-    out[:] = list(values)
-    return out
+    return np.fromiter(values, dtype=object, count=len(values))
 
 
 @dataclass(frozen=True)
@@ -168,7 +168,7 @@ class _Paths:
     length: np.ndarray
     ids: list  # the segment id of each code, for error messages
 
-    @property
+    @cached_property
     def sample(self) -> np.ndarray:
         return np.repeat(np.arange(len(self.sample_lengths)), self.sample_lengths)
 

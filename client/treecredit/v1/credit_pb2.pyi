@@ -1,6 +1,7 @@
 from treecredit.v1 import forest_pb2 as _forest_pb2
 from treecredit.v1 import structures_pb2 as _structures_pb2
 from treecredit.v1 import confidence_pb2 as _confidence_pb2
+from treecredit.v1 import tokens_pb2 as _tokens_pb2
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -38,14 +39,18 @@ ADVANTAGE_SCOPE_NODE: AdvantageScope
 ADVANTAGE_SCOPE_TOOL_CALL: AdvantageScope
 
 class ScoreOptions(_message.Message):
-    __slots__ = ("normalize_std", "sibling_std", "min_margin")
+    __slots__ = ("normalize_std", "sibling_std", "min_margin", "window", "tail")
     NORMALIZE_STD_FIELD_NUMBER: _ClassVar[int]
     SIBLING_STD_FIELD_NUMBER: _ClassVar[int]
     MIN_MARGIN_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
+    TAIL_FIELD_NUMBER: _ClassVar[int]
     normalize_std: bool
     sibling_std: bool
     min_margin: float
-    def __init__(self, normalize_std: _Optional[bool] = ..., sibling_std: _Optional[bool] = ..., min_margin: _Optional[float] = ...) -> None: ...
+    window: int
+    tail: int
+    def __init__(self, normalize_std: _Optional[bool] = ..., sibling_std: _Optional[bool] = ..., min_margin: _Optional[float] = ..., window: _Optional[int] = ..., tail: _Optional[int] = ...) -> None: ...
 
 class ScoreRequest(_message.Message):
     __slots__ = ("forest", "estimator", "options", "tool_calls", "step_similarity", "reflection")
@@ -102,7 +107,7 @@ class PrefixSharing(_message.Message):
     def __init__(self, unique_tokens: _Optional[int] = ..., trajectory_tokens: _Optional[int] = ..., sharing: _Optional[float] = ..., trajectories_per_1k_tokens: _Optional[float] = ...) -> None: ...
 
 class ScoreResponse(_message.Message):
-    __slots__ = ("scope", "node_advantages", "leaf_advantages", "preferences", "depth_profile", "sharing", "action_advantages", "step_similarity", "reflection")
+    __slots__ = ("scope", "node_advantages", "leaf_advantages", "preferences", "depth_profile", "sharing", "action_advantages", "step_similarity", "reflection", "trace_confidence")
     SCOPE_FIELD_NUMBER: _ClassVar[int]
     NODE_ADVANTAGES_FIELD_NUMBER: _ClassVar[int]
     LEAF_ADVANTAGES_FIELD_NUMBER: _ClassVar[int]
@@ -112,6 +117,7 @@ class ScoreResponse(_message.Message):
     ACTION_ADVANTAGES_FIELD_NUMBER: _ClassVar[int]
     STEP_SIMILARITY_FIELD_NUMBER: _ClassVar[int]
     REFLECTION_FIELD_NUMBER: _ClassVar[int]
+    TRACE_CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
     scope: AdvantageScope
     node_advantages: _forest_pb2.Tensor
     leaf_advantages: _forest_pb2.Tensor
@@ -121,4 +127,5 @@ class ScoreResponse(_message.Message):
     action_advantages: _forest_pb2.Tensor
     step_similarity: _structures_pb2.StepSimilarityResult
     reflection: _structures_pb2.ReflectResponse
-    def __init__(self, scope: _Optional[_Union[AdvantageScope, str]] = ..., node_advantages: _Optional[_Union[_forest_pb2.Tensor, _Mapping]] = ..., leaf_advantages: _Optional[_Union[_forest_pb2.Tensor, _Mapping]] = ..., preferences: _Optional[_Union[Preferences, _Mapping]] = ..., depth_profile: _Optional[_Union[DepthProfile, _Mapping]] = ..., sharing: _Optional[_Union[PrefixSharing, _Mapping]] = ..., action_advantages: _Optional[_Union[_forest_pb2.Tensor, _Mapping]] = ..., step_similarity: _Optional[_Union[_structures_pb2.StepSimilarityResult, _Mapping]] = ..., reflection: _Optional[_Union[_structures_pb2.ReflectResponse, _Mapping]] = ...) -> None: ...
+    trace_confidence: _tokens_pb2.TraceConfidence
+    def __init__(self, scope: _Optional[_Union[AdvantageScope, str]] = ..., node_advantages: _Optional[_Union[_forest_pb2.Tensor, _Mapping]] = ..., leaf_advantages: _Optional[_Union[_forest_pb2.Tensor, _Mapping]] = ..., preferences: _Optional[_Union[Preferences, _Mapping]] = ..., depth_profile: _Optional[_Union[DepthProfile, _Mapping]] = ..., sharing: _Optional[_Union[PrefixSharing, _Mapping]] = ..., action_advantages: _Optional[_Union[_forest_pb2.Tensor, _Mapping]] = ..., step_similarity: _Optional[_Union[_structures_pb2.StepSimilarityResult, _Mapping]] = ..., reflection: _Optional[_Union[_structures_pb2.ReflectResponse, _Mapping]] = ..., trace_confidence: _Optional[_Union[_tokens_pb2.TraceConfidence, _Mapping]] = ...) -> None: ...

@@ -6,6 +6,7 @@ import warnings
 from treecredit.v1 import confidence_pb2 as treecredit_dot_v1_dot_confidence__pb2
 from treecredit.v1 import credit_pb2 as treecredit_dot_v1_dot_credit__pb2
 from treecredit.v1 import structures_pb2 as treecredit_dot_v1_dot_structures__pb2
+from treecredit.v1 import tokens_pb2 as treecredit_dot_v1_dot_tokens__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -66,6 +67,31 @@ class CreditServiceStub:
                 request_serializer=treecredit_dot_v1_dot_confidence__pb2.SuggestForksRequest.SerializeToString,
                 response_deserializer=treecredit_dot_v1_dot_confidence__pb2.SuggestForksResponse.FromString,
                 _registered_method=True)
+        self.TokenStats = channel.unary_unary(
+                '/treecredit.v1.CreditService/TokenStats',
+                request_serializer=treecredit_dot_v1_dot_tokens__pb2.TokenStatsRequest.SerializeToString,
+                response_deserializer=treecredit_dot_v1_dot_tokens__pb2.TokenStatsResponse.FromString,
+                _registered_method=True)
+        self.TokenStatsStream = channel.stream_unary(
+                '/treecredit.v1.CreditService/TokenStatsStream',
+                request_serializer=treecredit_dot_v1_dot_tokens__pb2.TokenStatsChunk.SerializeToString,
+                response_deserializer=treecredit_dot_v1_dot_tokens__pb2.TokenStatsResponse.FromString,
+                _registered_method=True)
+        self.RegisterSharedMemory = channel.unary_unary(
+                '/treecredit.v1.CreditService/RegisterSharedMemory',
+                request_serializer=treecredit_dot_v1_dot_tokens__pb2.RegisterSharedMemoryRequest.SerializeToString,
+                response_deserializer=treecredit_dot_v1_dot_tokens__pb2.RegisterSharedMemoryResponse.FromString,
+                _registered_method=True)
+        self.UnregisterSharedMemory = channel.unary_unary(
+                '/treecredit.v1.CreditService/UnregisterSharedMemory',
+                request_serializer=treecredit_dot_v1_dot_tokens__pb2.UnregisterSharedMemoryRequest.SerializeToString,
+                response_deserializer=treecredit_dot_v1_dot_tokens__pb2.UnregisterSharedMemoryResponse.FromString,
+                _registered_method=True)
+        self.SharedMemoryStatus = channel.unary_unary(
+                '/treecredit.v1.CreditService/SharedMemoryStatus',
+                request_serializer=treecredit_dot_v1_dot_tokens__pb2.SharedMemoryStatusRequest.SerializeToString,
+                response_deserializer=treecredit_dot_v1_dot_tokens__pb2.SharedMemoryStatusResponse.FromString,
+                _registered_method=True)
 
 
 class CreditServiceServicer:
@@ -113,6 +139,39 @@ class CreditServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def TokenStats(self, request, context):
+        """Per-token log-prob, entropy, confidence from logits (inline, streamed in chunks of rows, or in a
+        registered shared-memory region), or confidence from top-k log-probs (section 4).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TokenStatsStream(self, request_iterator, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RegisterSharedMemory(self, request, context):
+        """System shared memory for TokenStats: register, unregister and list regions.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnregisterSharedMemory(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SharedMemoryStatus(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CreditServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -145,6 +204,31 @@ def add_CreditServiceServicer_to_server(servicer, server):
                     servicer.SuggestForks,
                     request_deserializer=treecredit_dot_v1_dot_confidence__pb2.SuggestForksRequest.FromString,
                     response_serializer=treecredit_dot_v1_dot_confidence__pb2.SuggestForksResponse.SerializeToString,
+            ),
+            'TokenStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.TokenStats,
+                    request_deserializer=treecredit_dot_v1_dot_tokens__pb2.TokenStatsRequest.FromString,
+                    response_serializer=treecredit_dot_v1_dot_tokens__pb2.TokenStatsResponse.SerializeToString,
+            ),
+            'TokenStatsStream': grpc.stream_unary_rpc_method_handler(
+                    servicer.TokenStatsStream,
+                    request_deserializer=treecredit_dot_v1_dot_tokens__pb2.TokenStatsChunk.FromString,
+                    response_serializer=treecredit_dot_v1_dot_tokens__pb2.TokenStatsResponse.SerializeToString,
+            ),
+            'RegisterSharedMemory': grpc.unary_unary_rpc_method_handler(
+                    servicer.RegisterSharedMemory,
+                    request_deserializer=treecredit_dot_v1_dot_tokens__pb2.RegisterSharedMemoryRequest.FromString,
+                    response_serializer=treecredit_dot_v1_dot_tokens__pb2.RegisterSharedMemoryResponse.SerializeToString,
+            ),
+            'UnregisterSharedMemory': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnregisterSharedMemory,
+                    request_deserializer=treecredit_dot_v1_dot_tokens__pb2.UnregisterSharedMemoryRequest.FromString,
+                    response_serializer=treecredit_dot_v1_dot_tokens__pb2.UnregisterSharedMemoryResponse.SerializeToString,
+            ),
+            'SharedMemoryStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.SharedMemoryStatus,
+                    request_deserializer=treecredit_dot_v1_dot_tokens__pb2.SharedMemoryStatusRequest.FromString,
+                    response_serializer=treecredit_dot_v1_dot_tokens__pb2.SharedMemoryStatusResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -309,6 +393,141 @@ class CreditService:
             '/treecredit.v1.CreditService/SuggestForks',
             treecredit_dot_v1_dot_confidence__pb2.SuggestForksRequest.SerializeToString,
             treecredit_dot_v1_dot_confidence__pb2.SuggestForksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TokenStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/treecredit.v1.CreditService/TokenStats',
+            treecredit_dot_v1_dot_tokens__pb2.TokenStatsRequest.SerializeToString,
+            treecredit_dot_v1_dot_tokens__pb2.TokenStatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TokenStatsStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/treecredit.v1.CreditService/TokenStatsStream',
+            treecredit_dot_v1_dot_tokens__pb2.TokenStatsChunk.SerializeToString,
+            treecredit_dot_v1_dot_tokens__pb2.TokenStatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RegisterSharedMemory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/treecredit.v1.CreditService/RegisterSharedMemory',
+            treecredit_dot_v1_dot_tokens__pb2.RegisterSharedMemoryRequest.SerializeToString,
+            treecredit_dot_v1_dot_tokens__pb2.RegisterSharedMemoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnregisterSharedMemory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/treecredit.v1.CreditService/UnregisterSharedMemory',
+            treecredit_dot_v1_dot_tokens__pb2.UnregisterSharedMemoryRequest.SerializeToString,
+            treecredit_dot_v1_dot_tokens__pb2.UnregisterSharedMemoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SharedMemoryStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/treecredit.v1.CreditService/SharedMemoryStatus',
+            treecredit_dot_v1_dot_tokens__pb2.SharedMemoryStatusRequest.SerializeToString,
+            treecredit_dot_v1_dot_tokens__pb2.SharedMemoryStatusResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,32 @@
+"""R³ reverse curriculum: start rollouts near the end of a demonstration and move the start back as
+the policy masters each stage. The history travels with every call; the service keeps none.
+
+    python examples/curriculum.py --target 127.0.0.1:50051
+"""
+
+import argparse
+
+import numpy as np
+
+import treecredit
+
+parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+parser.add_argument("--target", default="127.0.0.1:50051")
+args = parser.parse_args()
+
+rng = np.random.default_rng(0)
+num_steps = 5
+skill = np.array([0.3, 0.5, 0.75, 0.95, 0.99])  # the simulated policy's success rate from each start depth
+history = treecredit.CurriculumHistory(num_steps)
+
+with treecredit.CreditClient(args.target, timeout=30) as client:
+    for round_ in range(8):
+        plan = client.curriculum([history], mode="mixed", window=16)
+        depths = plan.sample_start_depths(16, rng)
+        for depth in depths:
+            history.record(depth, float(rng.random() < skill[depth]))
+        print(f"round {round_}: stage {plan.stage[0]} of {num_steps}, sampling depths {sorted(set(depths.tolist()))}, "
+              f"failing step {plan.failing_step[0] or '-'}")
+    plan = client.curriculum([history], mode="mixed", window=16)
+print("success rate per start depth:", np.round(plan.success_rate[0], 2).tolist(),
+      f"failing step: {plan.failing_step[0] or '-'}")
