@@ -196,8 +196,21 @@ def main():
     for nm in ("lowest", "bottom10", "tail", "mean"):
         check(f"tree_window_confidence/{nm}", getattr(got, nm).cpu(), getattr(ref, nm), 1e-12, 1e-10)
     ms = bench_ms(lambda: tree_window_confidence(*args_t, window=W, tail=W), smoke)
+    os.environ["TREECREDIT_BACKEND"] = "torch"
+    ms_torch = bench_ms(lambda: tree_window_confidence(*args_t, window=W, tail=W), smoke)
+    os.environ["TREECREDIT_BACKEND"] = "triton"
     emit(bench="tree_window_confidence", nodes=N, unique_tokens=len(c), trajectories=len(leaves),
-         trajectory_tokens=int(ref.num_tokens.sum()), window=W, ms=ms)
+         trajectory_tokens=int(ref.num_tokens.sum()), window=W, ms=ms, torch_backend_ms=ms_torch)
+    # The per-token pass alone (Triton kernel vs its torch twin), on the arguments the call above used.
+    twc = sys.modules["treecredit_kernels.tree_window_confidence"]
+    cap, real_wg = {}, twc.window_groups
+    twc.window_groups = lambda *a: cap.setdefault("a", a) and real_wg(*a)
+    tree_window_confidence(*args_t, window=W, tail=W)
+    twc.window_groups = real_wg
+    ms_k = bench_ms(lambda: twc._window_groups_triton(*cap["a"]), smoke)
+    ms_kt = bench_ms(lambda: twc._window_groups_torch(*cap["a"]), smoke)
+    emit(bench="window_groups_kernel", unique_tokens=len(c), far_values=int(cap["a"][4].numel()), triton_ms=ms_k,
+         torch_ms=ms_kt, approx_GBps=len(c) * 24 / (ms_k * 1e-3) / 1e9)
 
     # ---- reflection_reward
     Q = 512 if not smoke else 4
@@ -212,7 +225,11 @@ def main():
     for nm in ref._fields:
         check(f"reflection_reward/{nm}", getattr(got, nm).cpu(), getattr(ref, nm), 1e-12, 1e-12)
     ms = bench_ms(lambda: reflection_reward(*args_r), smoke)
-    emit(bench="reflection_reward", queries=Q, elements=len(ell), ms=ms)
+    os.environ["TREECREDIT_BACKEND"] = "torch"
+    ms_torch = bench_ms(lambda: reflection_reward(*args_r), smoke)
+    os.environ["TREECREDIT_BACKEND"] = "triton"
+    emit(bench="reflection_reward", queries=Q, elements=len(ell), ms=ms, torch_backend_ms=ms_torch,
+         approx_GBps=3 * len(ell) * 8 / (ms * 1e-3) / 1e9)
 
     emit(summary="FAIL" if FAILED else "OK", failed=FAILED)
     sys.exit(1 if FAILED else 0)

@@ -178,3 +178,19 @@ async def test_async_client_scores_the_same(server):
     with treecredit.CreditClient(server.target) as blocking:
         for estimator, result in zip(ESTIMATORS, results):
             np.testing.assert_array_equal(result.node_advantages, blocking.score(DEEP, estimator).node_advantages)
+
+
+def test_forest_add_mixes_token_ids_counts_and_empty_nodes():
+    forest = treecredit.Forest()
+    root = forest.add(None, (), group="q")
+    forest.add(root, [5, 6], reward=1.0, loss_mask=[True, False])
+    forest.add(root, 0, reward=0.0)
+    assert forest.token_ids.tolist() == [5, 6]
+    assert forest.loss_mask.tolist() == [True, False]
+    with pytest.raises(ValueError, match="token_ids given for some nodes but not for node 3"):
+        forest.add(root, 3, reward=0.0)
+        forest.arrays
+    with pytest.raises(ValueError, match="parent 9 is not an existing node"):
+        forest.add(9, [1])
+    with pytest.raises(ValueError, match="a root needs a group"):
+        forest.add(None, [1])

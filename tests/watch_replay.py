@@ -81,11 +81,19 @@ class Replay:
         return {t: names[self.status[t]] for t in self.order}
 
 
-def random_stream(rng: np.random.Generator, *, trajectories=12, window=4, fork_history=4, warmup=4,
-                  max_chunk=6, answers=("a", "b", "c")) -> list[tuple]:
+def random_stream(rng: np.random.Generator, *, trajectories=12, fork_history=4, max_chunk=6,
+                  answers=("a", "b", "c"), **options) -> list[tuple]:
     """Events ("start", t, parent, offset), ("tokens", [t...], [count...], confidence), ("finish", t, answer),
-    interleaved at random; forks start from a trajectory at an offset within its last `fork_history` tokens."""
-    counts: dict[int, int] = {}
+    interleaved at random, for a session with `options`; forks start from a trajectory at any offset whose
+    window state the session keeps (the last `fork_history` tokens, less for a fork of a fork)."""
+    session = Replay(**options)
+    ring = session.window + fork_history
+    inherited: dict[int, int] = {}  # the oldest prefix sum a trajectory's window state holds (forks of forks)
+
+    def fork_floor(t: int, count: int) -> int:
+        oldest = max(inherited[t], count - ring + 1)
+        return 0 if oldest <= 0 else oldest + session.window - 1
+
     running: list[int] = []
     events: list[tuple] = []
     started = 0
@@ -93,36 +101,40 @@ def random_stream(rng: np.random.Generator, *, trajectories=12, window=4, fork_h
         roll = rng.random()
         if started < trajectories and (not running or roll < 0.25):
             parent, offset = None, 0
-            if counts and rng.random() < 0.4:
-                parent = int(rng.choice(list(counts)))
-                offset = int(rng.integers(max(0, counts[parent] - fork_history), counts[parent] + 1))
+            inherited[started] = 0
+            if session.order and rng.random() < 0.4:
+                parent = int(rng.choice(session.order))
+                count = len(session.confidence[parent])
+                offset = int(rng.integers(fork_floor(parent, count), count + 1))
+                inherited[started] = max(inherited[parent], count - ring + 1)
             events.append(("start", started, parent, offset))
-            counts[started] = offset
             running.append(started)
             started += 1
-        elif roll < 0.85 or len(running) == 1 and started < warmup:
+        elif roll < 0.85:
             chosen = rng.choice(running, size=int(rng.integers(1, len(running) + 1)), replace=False).tolist()
             sizes = rng.integers(0, max_chunk + 1, len(chosen)).tolist()
             events.append(("tokens", chosen, sizes, rng.uniform(0.2, 3.0, sum(sizes))))
-            for t, n in zip(chosen, sizes):
-                counts[t] += n
         else:
             t = running.pop(int(rng.integers(len(running))))
-            answer = None if rng.random() < 0.2 else str(rng.choice(answers))
-            events.append(("finish", t, answer))
+            events.append(("finish", t, None if rng.random() < 0.2 else str(rng.choice(answers))))
+        apply(session, events[-1])
     return events
+
+
+def apply(session: Replay, event: tuple) -> None:
+    if event[0] == "start":
+        session.start(*event[1:])
+    elif event[0] == "tokens":
+        _, chosen, sizes, values = event
+        bounds = np.cumsum([0, *sizes])
+        for j, t in enumerate(chosen):
+            session.tokens(t, values[bounds[j]:bounds[j + 1]])
+    else:
+        session.finish(*event[1:])
 
 
 def replay(events, **options) -> Replay:
     reference = Replay(**options)
     for event in events:
-        if event[0] == "start":
-            reference.start(*event[1:])
-        elif event[0] == "tokens":
-            _, chosen, sizes, values = event
-            bounds = np.cumsum([0, *sizes])
-            for j, t in enumerate(chosen):
-                reference.tokens(t, values[bounds[j]:bounds[j + 1]])
-        else:
-            reference.finish(*event[1:])
+        apply(reference, event)
     return reference

@@ -15,6 +15,8 @@ from treecredit.forest import Forest
 from treecredit.results import DepthProfile, Preferences, PrefixSharing, ScoreResult
 from treecredit.structures import (CurriculumHistory, CurriculumPlan, Reflection, ReflectionResult, StepSimilarity,
                                    StepSimilarityResult, ToolCalls, srl_batch)
+from treecredit.shared_memory import SharedLogits, SharedMemoryRegion
+from treecredit.tokens import TokenStatsResult, TraceConfidence
 from treecredit.topology import Topology
 from treecredit.watch import AsyncWatchSession, WatchSession, WatchSummary
 
@@ -31,6 +33,10 @@ __all__ = [
     "RequestError",
     "ResourceExhausted",
     "ScoreResult",
+    "SharedLogits",
+    "SharedMemoryRegion",
+    "TokenStatsResult",
+    "TraceConfidence",
     "CurriculumHistory",
     "CurriculumPlan",
     "Reflection",

@@ -46,6 +46,18 @@ def encode(array, dtype: np.dtype | str | None = None, *, into: pb.Tensor | None
     return tensor
 
 
+def encode_bfloat16(words: np.ndarray, *, into: pb.Tensor | None = None) -> pb.Tensor:
+    """A bfloat16 Tensor from the raw uint16 words of bfloat16 values (numpy has no bfloat16 dtype)."""
+    words = np.asarray(words)
+    if words.dtype.itemsize != 2 or words.dtype.kind not in "ui":
+        raise TypeError(f"bfloat16 words must be 16-bit integers, got {words.dtype}")
+    tensor = pb.Tensor() if into is None else into
+    tensor.dtype = pb.DATA_TYPE_BFLOAT16
+    tensor.shape[:] = words.shape
+    tensor.data = np.ascontiguousarray(words, dtype=words.dtype.newbyteorder("<")).tobytes()
+    return tensor
+
+
 def decode(
     tensor: pb.Tensor,
     field: str,

@@ -10,10 +10,13 @@ from treecredit import channel
 from treecredit.confidence import FilterResult, ForkSuggestions, filter_request, forks_request
 from treecredit.forest import Forest
 from treecredit.results import ScoreResult
+from treecredit.shared_memory import SharedMemoryRegion, register_request, regions_of
 from treecredit.structures import (CurriculumHistory, CurriculumPlan, Reflection, ReflectionResult, StepSimilarity,
                                    ToolCalls, curriculum_request)
+from treecredit.tokens import TokenStatsResult, token_stats_call
 from treecredit.v1 import credit_pb2 as pb
 from treecredit.v1 import credit_pb2_grpc as pb_grpc
+from treecredit.v1 import tokens_pb2 as tpb
 from treecredit.watch import AsyncWatchSession, WatchSession, open_request
 
 MAX_MESSAGE_BYTES = 512 << 20
@@ -26,14 +29,16 @@ CHANNEL_OPTIONS = (
 def score_request(forest: Forest, estimator: str, *, normalize_std: bool = True,
                   sibling_std: bool = False, min_margin: float = 0.0, tool_calls: ToolCalls | None = None,
                   step_similarity: StepSimilarity | None = None,
-                  reflection: Reflection | None = None) -> pb.ScoreRequest:
+                  reflection: Reflection | None = None, window: int | None = None,
+                  tail: int | None = None) -> pb.ScoreRequest:
     try:
         estimator_value = pb.Estimator.Value("ESTIMATOR_" + estimator.upper())
     except ValueError:
         raise ValueError(f"unknown estimator {estimator!r}") from None
     request = pb.ScoreRequest(
         estimator=estimator_value,
-        options=pb.ScoreOptions(normalize_std=normalize_std, sibling_std=sibling_std, min_margin=min_margin),
+        options=pb.ScoreOptions(normalize_std=normalize_std, sibling_std=sibling_std, min_margin=min_margin,
+                                window=window, tail=tail),
     )
     forest.to_proto(into=request.forest)
     for name, part in (("tool_calls", tool_calls), ("step_similarity", step_similarity), ("reflection", reflection)):
@@ -66,7 +71,8 @@ class CreditClient:
         """Per-step advantages, preferences and the granularity report of `forest`.
 
         Options: `normalize_std` (default True), `sibling_std` (value_diff), `min_margin` (preferences),
-        `tool_calls` (toolpo), `step_similarity` (srl), `reflection` (R3 added to the leaf rewards).
+        `tool_calls` (toolpo), `step_similarity` (srl), `reflection` (R3 added to the leaf rewards), `window` and
+        `tail` (2048) of the trace confidence returned when the forest carries confidence or topk_logprobs.
         """
         request = score_request(forest, estimator, **options)
         response = self._stub.Score(request, timeout=timeout or self.timeout)
@@ -102,6 +108,27 @@ class CreditClient:
         Options: `warmup` (16), `keep_percent` (90) or a fixed `threshold`, `window` (2048), `consensus` (0.95),
         `budget` (512), `fork_history` (window)."""
         return WatchSession(self._stub, open_request(**options), timeout)
+
+    def token_stats(self, logits=None, ids=None, *, timeout: float | None = None, **options) -> TokenStatsResult:
+        """Per-token logprob, entropy, confidence and logsumexp of `logits [T, V]` (numpy or torch; float32, float16
+        or bfloat16) for the sampled `ids [T]`; or confidence and entropy_topk of `topk_logprobs=[T, k]`.
+        Options: `k` (20), `temperature` (1), `chunk_rows` (stream the logits in chunks of rows; automatic above
+        64 MiB), `shared_memory` (a `treecredit.SharedLogits` holding the logits, instead of `logits`)."""
+        method, request = token_stats_call(logits, ids, **options)
+        return TokenStatsResult.from_proto(getattr(self._stub, method)(request, timeout=timeout or self.timeout))
+
+    def register_shared_memory(self, name: str, key: str, byte_size: int, *, offset: int = 0,
+                               timeout: float | None = None) -> None:
+        """Register bytes [offset, offset + byte_size) of the POSIX shared-memory object `key` under `name`."""
+        self._stub.RegisterSharedMemory(register_request(name, key, byte_size, offset), timeout=timeout or self.timeout)
+
+    def unregister_shared_memory(self, name: str, *, timeout: float | None = None) -> None:
+        self._stub.UnregisterSharedMemory(tpb.UnregisterSharedMemoryRequest(name=name), timeout=timeout or self.timeout)
+
+    def shared_memory_status(self, name: str = "", *, timeout: float | None = None) -> list[SharedMemoryRegion]:
+        """The registered regions (only `name` if given)."""
+        request = tpb.SharedMemoryStatusRequest(name=name)
+        return regions_of(self._stub.SharedMemoryStatus(request, timeout=timeout or self.timeout))
 
     def close(self) -> None:
         self._channel.close()
@@ -149,6 +176,25 @@ class AsyncCreditClient:
     def watch(self, *, timeout: float | None = None, **options) -> AsyncWatchSession:
         """`async with client.watch(...) as session:`; see `CreditClient.watch`."""
         return AsyncWatchSession(self._stub, open_request(**options), timeout)
+
+    async def token_stats(self, logits=None, ids=None, *, timeout: float | None = None,
+                          **options) -> TokenStatsResult:
+        method, request = token_stats_call(logits, ids, **options)
+        return TokenStatsResult.from_proto(await getattr(self._stub, method)(request, timeout=timeout or self.timeout))
+
+    async def register_shared_memory(self, name: str, key: str, byte_size: int, *, offset: int = 0,
+                                     timeout: float | None = None) -> None:
+        request = register_request(name, key, byte_size, offset)
+        await self._stub.RegisterSharedMemory(request, timeout=timeout or self.timeout)
+
+    async def unregister_shared_memory(self, name: str, *, timeout: float | None = None) -> None:
+        request = tpb.UnregisterSharedMemoryRequest(name=name)
+        await self._stub.UnregisterSharedMemory(request, timeout=timeout or self.timeout)
+
+    async def shared_memory_status(self, name: str = "", *,
+                                   timeout: float | None = None) -> list[SharedMemoryRegion]:
+        request = tpb.SharedMemoryStatusRequest(name=name)
+        return regions_of(await self._stub.SharedMemoryStatus(request, timeout=timeout or self.timeout))
 
     async def close(self) -> None:
         await self._channel.close()

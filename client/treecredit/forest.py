@@ -79,7 +79,8 @@ class Forest:
                 values = np.asarray(values, dtype=TOKEN_FIELDS[name])
                 if len(values) != count:
                     raise ValueError(f"node {node}: {name} has {len(values)} entries for {count} tokens")
-                self._tokens[name].append((node, values))
+                if count:  # a node without tokens has nothing to record, whichever way it was described
+                    self._tokens[name].append((node, values))
 
         self._parent.append(-1 if parent is None else int(parent))
         self._group.append(group_id)

@@ -10,6 +10,7 @@ import numpy as np
 from treecredit import _wire
 from treecredit.forest import Forest
 from treecredit.structures import ReflectionResult, StepSimilarityResult, ToolCalls, score_extras
+from treecredit.tokens import TraceConfidence
 from treecredit.topology import TrajectoryLayout
 from treecredit.v1 import credit_pb2 as pb
 
@@ -60,6 +61,7 @@ class ScoreResult:
     tool_call_mask: np.ndarray | None = None     # toolpo: bool [T], from the request
     step_similarity: StepSimilarityResult | None = None  # srl
     reflection: ReflectionResult | None = None   # when the request carried a Reflection
+    trace_confidence: TraceConfidence | None = None  # when the forest carried confidence or topk_logprobs
     _padded: tuple[np.ndarray, np.ndarray, np.ndarray] | None = field(default=None, repr=False)
     _lengths: np.ndarray | None = field(default=None, repr=False)  # tokens per trajectory [P]
 
@@ -75,6 +77,8 @@ class ScoreResult:
             depth_profile=DepthProfile(*(_array(getattr(profile, f), f) for f in DepthProfile._fields)),
             sharing=PrefixSharing(*(getattr(response.sharing, f) for f in PrefixSharing._fields)),
             **score_extras(response, tool_calls),
+            trace_confidence=(TraceConfidence.from_proto(response.trace_confidence)
+                              if response.HasField("trace_confidence") else None),
         )
 
     def padded(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import threading
 import time
@@ -92,6 +93,7 @@ class WatchSummary:
     answer: str
     consensus: float
     votes: dict[str, float]
+    idle_closed: bool  # the server ended the session after watch_idle_seconds without a request
 
     @classmethod
     def from_proto(cls, message: pb.WatchSummary) -> WatchSummary:
@@ -100,7 +102,7 @@ class WatchSummary:
 
         return cls(array("trajectory"), VERDICTS[array("verdict")], array("num_tokens"), array("lowest"),
                    array("stop_token"), message.threshold, message.answer, message.consensus,
-                   dict(zip(message.vote_labels, array("vote_weight").tolist())))
+                   dict(zip(message.vote_labels, array("vote_weight").tolist())), message.idle_closed)
 
     @property
     def cut_off(self) -> np.ndarray:
@@ -225,17 +227,17 @@ class AsyncWatchSession(_SessionView):
     """The asyncio session: `await session.start(...)`; a task reads decisions. `async with` or `await close()`."""
 
     def __init__(self, stub, open_message: pb.WatchRequest, timeout: float | None):
-        import asyncio
-
         self._decisions = _Decisions()
         self._call = stub.Watch(timeout=timeout)
-        self._opened = self._call.write(open_message)
+        self._opened = asyncio.ensure_future(self._call.write(open_message))
         self._reader = asyncio.ensure_future(self._read())
 
     async def _read(self) -> None:
         try:
             async for response in self._call:
                 self._decisions.apply(response)
+        except asyncio.CancelledError:  # cancelled by `cancel()`
+            pass
         except Exception as error:
             self._decisions.error = error
 

@@ -185,7 +185,7 @@ def _build_kernel():
     return _reflection_kernel
 
 
-def _reflection_reward_triton(x, G, L, b, power) -> ReflectionReward:
+def _reflection_reward_triton(x, G, L, b, power, block_r=None, block_c=None) -> ReflectionReward:
     """Triton path of `reflection_reward`; x float64 [sum G L], G, L int64 [Q >= 1], b float64 or None."""
     import triton
 
@@ -205,14 +205,15 @@ def _reflection_reward_triton(x, G, L, b, power) -> ReflectionReward:
     spread = torch.empty(Q, dtype=torch.float64, device=dev)
     p = torch.tensor([power], dtype=torch.float64, device=dev)
     g_max, l_max = int(G.max()), int(L.max())
-    block_r = min(max(triton.next_power_of_2(max(g_max, 1)), 2), 64)
-    budget = (1 << 16) if backend.interpreting() else 4096  # elements per tile
-    block_c = min(max(triton.next_power_of_2(max(l_max, 1)), 16), max(16, budget // block_r))
+    if block_r is None:
+        block_r = min(max(triton.next_power_of_2(max(g_max, 1)), 2), 64)
+    if block_c is None:  # elements per tile: few, large tiles in the interpreter
+        budget = (1 << 16) if backend.interpreting() else 4096
+        block_c = min(max(triton.next_power_of_2(max(l_max, 1)), 16), max(16, budget // block_r))
     x = x.contiguous()
-    # Empty outputs still need valid pointers.
-    dummy = x if x.numel() else p
+    dummy = x if x.numel() else p  # empty arrays still need valid pointers (never accessed)
     _kernel[(Q,)](
-        x if x.numel() else dummy, b.contiguous() if b is not None and b.numel() else dummy, p,
+        dummy, b.contiguous() if b is not None and b.numel() else dummy, p,
         G.contiguous(), L.contiguous(), elem_off, col_off, row_off,
         sigma if nL else dummy, weights if nL else dummy, reward if nG else dummy, spread,
         HAS_BASE=b is not None, POWER_ONE=power == 1.0, BLOCK_R=block_r, BLOCK_C=block_c,

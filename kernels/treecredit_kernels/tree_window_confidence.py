@@ -277,7 +277,7 @@ def _build_kernel():
     return _window_groups_kernel
 
 
-def _window_groups_triton(prefix, seg_offsets, seg_base, seg_pos, far, far_off, W):
+def _window_groups_triton(prefix, seg_offsets, seg_base, seg_pos, far, far_off, W, block=None):
     import triton
 
     global _kernel
@@ -289,8 +289,8 @@ def _window_groups_triton(prefix, seg_offsets, seg_base, seg_pos, far, far_off, 
     seg_min = torch.full((N,), float("inf"), dtype=torch.float64, device=dev)
     if far.numel() == 0:  # never read; a valid pointer all the same
         far = prefix
-    block = min(triton.next_power_of_2(U), 1 << 14 if backend.interpreting() else 1024)
-    block = max(block, 16)
+    if block is None:  # few, large tiles in the interpreter (it runs one program at a time)
+        block = max(16, min(triton.next_power_of_2(U), 1 << 14 if backend.interpreting() else 1024))
     _kernel[(triton.cdiv(U, block),)](
         prefix.contiguous(), seg_offsets.contiguous(), seg_base.contiguous(), seg_pos.contiguous(),
         far.contiguous(), far_off.contiguous(), out, seg_min, U, N, W, max(1, N.bit_length()),

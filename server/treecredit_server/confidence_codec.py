@@ -198,7 +198,7 @@ def encode_decisions(decisions: Decisions) -> pb.WatchResponse:
     return response
 
 
-def encode_summary(summary: Summary) -> pb.WatchResponse:
+def encode_summary(summary: Summary, *, idle: bool = False) -> pb.WatchResponse:
     enc = _wire.encode
     labels = sorted(summary.votes)
     return pb.WatchResponse(summary=pb.WatchSummary(
@@ -206,5 +206,5 @@ def encode_summary(summary: Summary) -> pb.WatchResponse:
         num_tokens=enc(summary.num_tokens, np.int64), lowest=enc(summary.lowest, np.float64),
         stop_token=enc(summary.stop_token, np.int64), threshold=summary.threshold, answer=summary.answer,
         consensus=summary.consensus, vote_labels=labels,
-        vote_weight=enc([summary.votes[a] for a in labels], np.float64),
+        vote_weight=enc([summary.votes[a] for a in labels], np.float64), idle_closed=idle,
     ))

@@ -19,8 +19,10 @@ from treecredit.v1 import confidence_pb2 as cpb
 from treecredit.v1 import credit_pb2 as pb
 from treecredit.v1 import credit_pb2_grpc as pb_grpc
 from treecredit.v1 import structures_pb2 as spb
+from treecredit.v1 import tokens_pb2 as tpb
 from treecredit_server import codec, credit, curriculum, log, metrics, reflection, structured, structures_codec
 from treecredit_server import confidence_codec, filtering, forks, watch
+from treecredit_server import shared_memory, tokens, tokens_codec, trace_confidence
 from treecredit_server.config import Settings
 
 _STATUS_OF = {
@@ -39,6 +41,7 @@ def unary(handler):
         started = time.perf_counter()
         request_id = dict(context.invocation_metadata() or ()).get("x-request-id") or uuid.uuid4().hex[:16]
         context.set_trailing_metadata((("x-request-id", request_id),))
+        peer = context.peer()  # read now: after a cancellation, reading it crashes grpcio 1.85 (SIGSEGV)
         status, response = grpc.StatusCode.OK, None
         metrics.call_started(handler.__name__)
         try:
@@ -58,7 +61,7 @@ def unary(handler):
             _log.info(
                 "rpc",
                 method=handler.__name__,
-                peer=context.peer(),
+                peer=peer,
                 request_id=request_id,
                 request_bytes=request.ByteSize(),
                 response_bytes=response.ByteSize() if response is not None else 0,
@@ -70,49 +73,48 @@ def unary(handler):
     return call
 
 
-def stream(handler):
-    """Wrap a bidirectional-stream RPC as `unary` wraps a unary one: a request id, one log line per stream
-    (requests and responses counted), request errors mapped onto statuses, an idle stream's TimeoutError
-    onto DEADLINE_EXCEEDED."""
+class _CountedRequests:
+    """A client stream's requests, counted as they are read. `unary` logs and meters it like a request message:
+    its ByteSize is the bytes received so far, and it holds no forests."""
+
+    def __init__(self, requests):
+        self._requests = requests
+        self._bytes = 0
+
+    async def __aiter__(self):
+        async for request in self._requests:
+            self._bytes += request.ByteSize()
+            yield request
+
+    def ByteSize(self) -> int:
+        return self._bytes
+
+    def ListFields(self) -> tuple:
+        return ()
+
+
+def client_stream(handler):
+    """Wrap a client-streaming RPC as `unary` wraps a unary one; the handler reads a `_CountedRequests`."""
+    wrapped = unary(handler)
 
     @functools.wraps(handler)
     async def call(self, requests, context: grpc.aio.ServicerContext):
-        started = time.perf_counter()
-        request_id = dict(context.invocation_metadata() or ()).get("x-request-id") or uuid.uuid4().hex[:16]
-        context.set_trailing_metadata((("x-request-id", request_id),))
-        status, counted = grpc.StatusCode.OK, {"requests": 0, "responses": 0}
-
-        async def counting():
-            async for request in requests:
-                counted["requests"] += 1
-                yield request
-
-        metrics.call_started(handler.__name__)
-        try:
-            with metrics.SESSIONS_OPEN.track_inprogress():
-                async with contextlib.aclosing(handler(self, counting(), context)) as responses:
-                    async for response in responses:
-                        counted["responses"] += 1
-                        yield response
-        except RequestError as error:
-            status = _STATUS_OF[type(error)]
-            await context.abort(status, str(error))
-        except TimeoutError as error:
-            status = grpc.StatusCode.DEADLINE_EXCEEDED
-            await context.abort(status, str(error))
-        except asyncio.CancelledError:
-            status = grpc.StatusCode.CANCELLED
-            raise
-        except Exception:
-            status = grpc.StatusCode.INTERNAL
-            _log.exception("rpc_failed", method=handler.__name__, request_id=request_id)
-            await context.abort(status, f"internal error; request id {request_id}")
-        finally:
-            _log.info("rpc", method=handler.__name__, peer=context.peer(), request_id=request_id, **counted,
-                      duration_ms=round(1000 * (time.perf_counter() - started), 3), status=status.name)
-            metrics.call_finished(handler.__name__, status.name, time.perf_counter() - started, cpb.WatchRequest())
+        return await wrapped(self, _CountedRequests(requests), context)
 
     return call
+
+
+def stream(handler):
+    """Wrap a bidirectional-stream RPC as `client_stream` does (one log line per stream); the handler is an
+    async generator whose responses are written as it yields them."""
+
+    @functools.wraps(handler)
+    async def written(self, requests, context: grpc.aio.ServicerContext) -> None:
+        async with contextlib.aclosing(handler(self, requests, context)) as responses:
+            async for response in responses:
+                await context.write(response)
+
+    return client_stream(written)
 
 
 class CreditService(pb_grpc.CreditServiceServicer):
@@ -122,6 +124,9 @@ class CreditService(pb_grpc.CreditServiceServicer):
         self._watch_sessions = watch.WatchSessions(settings.watch_max_sessions, settings.watch_max_trajectories,
                                                    settings.watch_session_mb << 20)
         self._watch_idle_seconds = settings.watch_idle_seconds
+        self._shared_memory = shared_memory.SharedMemoryRegistry(settings.max_shared_memory_regions,
+                                                                 settings.max_shared_memory_mb << 20)
+        self._compute_stats = functools.partial(tokens.compute, device=tokens.check_device(settings.device))
 
     async def _off_loop(self, function, *args):
         return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
@@ -134,11 +139,13 @@ class CreditService(pb_grpc.CreditServiceServicer):
         forest = codec.decode_forest(request.forest, self._limits)
         estimator = codec.decode_estimator(request.estimator)
         options = codec.decode_score_options(request.options)
+        trace_options = tokens_codec.decode_trace_options(request.options)
         inputs = structures_codec.decode_score_inputs(request, forest, estimator, self._limits)
         prepared = structured.prepare(forest, estimator, inputs, normalize_std=options["normalize_std"])
         result = credit.score(prepared.forest, estimator, **options, max_sibling_pairs=self._limits.max_sibling_pairs,
                               leaf_advantage=prepared.leaf_advantage)
-        return structures_codec.encode_score_extras(codec.encode_credit(result, estimator), prepared)
+        response = structures_codec.encode_score_extras(codec.encode_credit(result, estimator), prepared)
+        return tokens_codec.add_trace_confidence(response, trace_confidence.score_trace_confidence(forest, **trace_options))
 
     @unary
     async def Reflect(self, request: spb.ReflectRequest, context) -> spb.ReflectResponse:
@@ -175,16 +182,16 @@ class CreditService(pb_grpc.CreditServiceServicer):
     @stream
     async def Watch(self, requests, context):
         """One session per stream: the decisions each request causes, the summary once the client half-closes
-        (or goes idle). The session is freed however the stream ends."""
+        or has sent nothing for `watch_idle_seconds`. The session is freed however the stream ends."""
         pending = requests.__aiter__()
 
         async def next_request() -> cpb.WatchRequest | None:
-            try:
-                return await asyncio.wait_for(anext(pending, None), self._watch_idle_seconds)
-            except TimeoutError:
-                raise TimeoutError(f"no request for {self._watch_idle_seconds} s; the session is closed") from None
+            return await asyncio.wait_for(anext(pending, None), self._watch_idle_seconds)
 
-        request = await next_request()
+        try:
+            request = await next_request()
+        except TimeoutError:
+            return
         if request is None:
             return
         if not request.HasField("open"):
@@ -198,16 +205,15 @@ class CreditService(pb_grpc.CreditServiceServicer):
                 try:
                     request = await next_request()
                 except TimeoutError:
-                    yield confidence_codec.encode_summary(session.summary())
-                    raise
+                    break
                 if request is not None and request.HasField("open"):
                     raise InvalidArgument("open", "only the first request of a stream opens the session")
-            yield confidence_codec.encode_summary(session.summary())
+            yield confidence_codec.encode_summary(session.summary(), idle=request is not None)
         finally:
             self._watch_sessions.close(session)
 
     def _watch_step(self, session: watch.WatchSession, request: cpb.WatchRequest) -> cpb.WatchResponse:
-        decisions = watch.Decisions([])
+        decisions = session.opened() if request.HasField("open") else watch.Decisions([])
         for j, start in enumerate(request.starts):
             parent = start.parent if start.HasField("parent") else None
             decisions.add(session.start(start.trajectory, parent, start.fork_offset, f"starts[{j}]"))
@@ -217,3 +223,35 @@ class CreditService(pb_grpc.CreditServiceServicer):
             answer = finish.answer if finish.HasField("answer") else None
             decisions.add(session.finish(finish.trajectory, answer, f"finishes[{j}]"))
         return confidence_codec.encode_decisions(decisions)
+
+    @unary
+    async def TokenStats(self, request: tpb.TokenStatsRequest, context) -> tpb.TokenStatsResponse:
+        return await self._off_loop(self._token_stats, request)
+
+    def _token_stats(self, request: tpb.TokenStatsRequest) -> tpb.TokenStatsResponse:
+        return tokens_codec.token_stats(request, self._limits, self._shared_memory, self._compute_stats)
+
+    @client_stream
+    async def TokenStatsStream(self, chunks, context) -> tpb.TokenStatsResponse:
+        """Each chunk's rows are computed as it arrives, so the stream's logits are never held all at once."""
+        decoder = tokens_codec.ChunkDecoder(self._limits)
+        parts = [await self._off_loop(self._chunk_stats, decoder, chunk) async for chunk in chunks]
+        decoder.finish()
+        return tokens_codec.encode_stats(tokens.concatenate(parts))
+
+    def _chunk_stats(self, decoder: tokens_codec.ChunkDecoder, chunk: tpb.TokenStatsChunk) -> tokens.Stats:
+        return self._compute_stats(decoder.decode(chunk))
+
+    @unary
+    async def RegisterSharedMemory(self, request: tpb.RegisterSharedMemoryRequest, context):
+        self._shared_memory.register(request.name, request.key, request.offset, request.byte_size)
+        return tpb.RegisterSharedMemoryResponse()
+
+    @unary
+    async def UnregisterSharedMemory(self, request: tpb.UnregisterSharedMemoryRequest, context):
+        self._shared_memory.unregister(request.name)
+        return tpb.UnregisterSharedMemoryResponse()
+
+    @unary
+    async def SharedMemoryStatus(self, request: tpb.SharedMemoryStatusRequest, context):
+        return tokens_codec.encode_regions(self._shared_memory.status(request.name))

@@ -8,19 +8,25 @@ FAILED_PRECONDITION instead of stale bytes.
 
 Python before 3.13 registers every `SharedMemory` it attaches to with the resource tracker, which unlinks the
 object when this process exits; the objects are the clients', so `_attach` takes them off the tracker again
-(3.13's `track=False` does the same).
+(3.13's `track=False` does the same); attaching and untracking happen under one lock so that the tracker sees
+them paired even when threads read the same object at once.
 """
 
 from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 from multiprocessing import resource_tracker, shared_memory
 
 from treecredit.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
+
+
+T = TypeVar("T")
+_tracker_lock = threading.Lock()
+_lingering: list[shared_memory.SharedMemory] = []  # mappings still in use when their read ended
 
 
 @dataclass(frozen=True)
@@ -36,13 +42,14 @@ def _attach(key: str, field: str) -> shared_memory.SharedMemory:
     try:
         if sys.version_info >= (3, 13):
             return shared_memory.SharedMemory(name=key, track=False)
-        memory = shared_memory.SharedMemory(name=key)
+        with _tracker_lock:
+            memory = shared_memory.SharedMemory(name=key)
+            resource_tracker.unregister("/" + memory.name, "shared_memory")
+            return memory
     except FileNotFoundError:
         raise FailedPrecondition(field, f"no shared-memory object {key!r} exists on the server's host") from None
     except (OSError, ValueError) as error:  # permissions; an empty object cannot be mapped
         raise FailedPrecondition(field, f"shared-memory object {key!r} cannot be mapped: {error}") from None
-    resource_tracker.unregister("/" + memory.name, "shared_memory")
-    return memory
 
 
 class SharedMemoryRegistry:
@@ -102,9 +109,8 @@ class SharedMemoryRegistry:
             raise FailedPrecondition(field, f"no shared-memory region named {name!r} is registered")
         return self._regions[name]
 
-    @contextmanager
-    def read(self, name: str, offset: int, byte_size: int, field: str) -> Iterator[memoryview]:
-        """Bytes [offset, offset + byte_size) of region `name`, mapped for the duration of the `with` block.
+    def read(self, name: str, offset: int, byte_size: int, field: str, use: Callable[[memoryview], T]) -> T:
+        """`use(bytes [offset, offset + byte_size) of region name)`, the region mapped for the duration of the call.
 
         FailedPrecondition (naming `field`.region) when the region is not registered or its object is gone or
         shrunk; InvalidArgument (naming `field`.offset or .shape) when the bytes lie outside the region.
@@ -119,23 +125,23 @@ class SharedMemoryRegistry:
                                                     f"{name!r} holds {region.byte_size}")
         memory = _attach(region.key, f"{field}.region")
         start = region.offset + offset
-        view = None
         try:
             if region.offset + region.byte_size > memory.size:
                 raise FailedPrecondition(f"{field}.region", f"object {region.key!r} of region {name!r} shrank to "
                                                             f"{memory.size} bytes")
-            view = memory.buf[start:start + byte_size]
-            yield view
+            return use(memory.buf[start:start + byte_size])
         finally:
-            _release(memory, view)
+            _close(memory)
 
 
-def _release(memory: shared_memory.SharedMemory, view: memoryview | None) -> None:
-    """Unmap now if nothing still points into the mapping; otherwise it is unmapped when the last view goes
-    (an exception's traceback may hold arrays over it for a while)."""
-    try:
-        if view is not None:
-            view.release()
-        memory.close()
-    except BufferError:
-        pass
+def _close(memory: shared_memory.SharedMemory) -> None:
+    """Unmap `memory` and any earlier mapping that arrays still pointed into when its read ended (an exception's
+    traceback holds them for a while); those still in use wait for the next read."""
+    with _tracker_lock:
+        pending = [*_lingering, memory]
+        _lingering.clear()
+        for mapping in pending:
+            try:
+                mapping.close()
+            except BufferError:
+                _lingering.append(mapping)

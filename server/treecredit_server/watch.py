@@ -5,7 +5,8 @@ of its last R = window + fork_history prefix sums and lowest-so-far values (slot
 lowest mean after j tokens). The window mean ending at token i (1-based) is G_i = (P_i - P_{i-W}) / W, so a
 chunk is processed with whole-array operations over all its tokens, whichever trajectories they belong to.
 A fork at offset o copies its parent's ring row: P_{o-W+1..o} and the lowest mean at o are in it as long as the
-parent has not gone more than fork_history tokens past o. Nothing here knows of gRPC or protobuf.
+parent has not gone more than fork_history tokens past o (a fork of a fork reaches back no further than the
+window state it inherited). Nothing here knows of gRPC or protobuf.
 """
 
 from __future__ import annotations
@@ -144,10 +145,15 @@ class WatchSession:
         self._lowest = np.full(capacity, np.inf)  # lowest full-window mean so far
         self._status = np.zeros(capacity, np.int8)
         self._stop_token = np.full(capacity, -1, np.int64)
+        self._oldest = np.zeros(capacity, np.int64)  # the oldest P_j inherited in the ring (forks of forks)
         self._prefix = np.zeros((capacity, options.ring))
         self._lowest_at = np.full((capacity, options.ring), np.inf)
 
     # -- events ----------------------------------------------------------------------------------
+    def opened(self) -> Decisions:
+        """What the session says as it opens: a fixed threshold is set at once."""
+        return Decisions([], threshold=self.threshold if self.threshold_set else None)
+
     def start(self, trajectory: int, parent: int | None, fork_offset: int, field: str) -> Decisions:
         """A new trajectory (a fork inherits the first `fork_offset` tokens of `parent`)."""
         if self.size >= self._max_trajectories:
@@ -168,13 +174,13 @@ class WatchSession:
             source = self._find(np.array([parent]))[0]
             if source < 0:
                 raise InvalidArgument(f"{field}.parent", f"trajectory {parent} was never started")
-            count = int(self._count[source])
-            history = self.options.ring - self.options.window
-            if not max(0, count - history) <= fork_offset <= count:
-                raise InvalidArgument(f"{field}.fork_offset", f"{fork_offset} is outside [{max(0, count - history)}, "
-                                      f"{count}]: trajectory {parent} has {count} tokens and forks may start at most "
-                                      f"fork_history = {history} tokens before its end")
+            count, lowest_offset = int(self._count[source]), self._fork_floor(source)
+            if not lowest_offset <= fork_offset <= count:
+                raise InvalidArgument(f"{field}.fork_offset", f"{fork_offset} is outside [{lowest_offset}, {count}]: "
+                                      f"trajectory {parent} has {count} tokens and keeps the window state of its last "
+                                      f"fork_history = {self.options.ring - self.options.window} of them")
             self._prefix[slot], self._lowest_at[slot] = self._prefix[source], self._lowest_at[source]
+            self._oldest[slot] = max(self._oldest[source], count - self.options.ring + 1)
             cell = fork_offset % self.options.ring
             self._count[slot] = fork_offset
             self._total[slot], self._lowest[slot] = self._prefix[source, cell], self._lowest_at[source, cell]
@@ -202,11 +208,10 @@ class WatchSession:
             j = int(np.setdiff1d(np.arange(len(slots)), first)[0])
             raise InvalidArgument(f"{field}.trajectory[{j}]", f"trajectory {chunk.trajectory[j]} appears twice")
 
-        running = self._status[slots] == Status.RUNNING  # tokens of stopped trajectories were in flight
-        lengths = np.where(running, chunk.num_tokens, 0)
-        keep = np.repeat(running, chunk.num_tokens)
-        slots, confidence = slots[running], chunk.confidence[keep]
-        lengths = lengths[running]
+        # Tokens of stopped trajectories were in flight when the STOP went out: they are dropped.
+        active = (self._status[slots] == Status.RUNNING) & (chunk.num_tokens > 0)
+        slots, lengths = slots[active], chunk.num_tokens[active]
+        confidence = chunk.confidence[np.repeat(active, chunk.num_tokens)]
         if len(confidence) == 0:
             return Decisions([])
         W, R = self.options.window, self.options.ring
@@ -217,7 +222,7 @@ class WatchSession:
         old = self._count[slot]
         i = old + k + 1                                      # 1-based position in the trajectory
         running_sum = np.cumsum(confidence)
-        P = self._total[slot] + (running_sum - (running_sum[seg_start] - confidence[seg_start])[segment])
+        P = self._total[slot] + running_sum - np.concatenate(([0.0], running_sum))[seg_start][segment]
         j = i - W                                            # P_j ends the window's far side
         inside = j > old
         P_far = np.where(inside, P[np.clip(np.arange(len(P)) - W, 0, None)],
@@ -298,9 +303,15 @@ class WatchSession:
             return
         extra = min(max(capacity, needed - capacity), max(self._max_trajectories - capacity, needed - capacity))
         for name, fill in (("_id", 0), ("_count", 0), ("_total", 0.0), ("_lowest", np.inf), ("_status", 0),
-                           ("_stop_token", -1), ("_prefix", 0.0), ("_lowest_at", np.inf)):
+                           ("_stop_token", -1), ("_oldest", 0), ("_prefix", 0.0), ("_lowest_at", np.inf)):
             array = getattr(self, name)
             setattr(self, name, np.concatenate([array, np.full((extra, *array.shape[1:]), fill, array.dtype)]))
+
+    def _fork_floor(self, slot: int) -> int:
+        """The lowest offset a fork of `slot` may start at: its ring must still hold P_j for the window before
+        the offset, j >= offset - W + 1 (j >= 0), and they must be its own (not a parent's later tokens)."""
+        oldest = max(int(self._oldest[slot]), int(self._count[slot]) - self.options.ring + 1)
+        return 0 if oldest <= 0 else oldest + self.options.window - 1
 
     def _eligible(self, slot: np.ndarray) -> np.ndarray:
         """Whether the threshold applies to these slots: it is set and they are past the warm-up."""

@@ -92,3 +92,116 @@ def test_rejects_bad_trees():
         tree_window_confidence(torch.zeros(2), torch.tensor([0, 1, 2]), torch.tensor([-1, 1]), torch.tensor([1]))
     with pytest.raises(ValueError):
         tree_window_confidence(torch.zeros(2), torch.tensor([0, 1, 3]), torch.tensor([-1, 0]), torch.tensor([1]))
+
+
+def _twc_module():
+    import sys
+
+    return sys.modules["treecredit_kernels.tree_window_confidence"]
+
+
+def test_dispatch_runs_the_backends_kernel(backend_name, monkeypatch):
+    """The public function runs the Triton kernel on the triton path and the torch code otherwise."""
+    mod = _twc_module()
+    calls = []
+    for name in ("_window_groups_triton", "_window_groups_torch"):
+        real = getattr(mod, name)
+        monkeypatch.setattr(mod, name, lambda *a, _real=real, _name=name, **k: calls.append(_name) or _real(*a, **k))
+    rng = np.random.default_rng(3)
+    c, off, par, leaves = random_forest(rng, 20, 8)
+    tree_window_confidence(torch.from_numpy(c), torch.from_numpy(off), torch.from_numpy(par),
+                           torch.from_numpy(leaves), window=4, tail=4)
+    assert calls == [f"_window_groups_{backend_name}"]
+
+
+def random_segments(rng, n_seg, max_len, W):
+    """Random inputs for window_groups: segments (some empty), positions, bases, far values."""
+    ln = rng.integers(0, max_len + 1, n_seg)
+    ln[rng.random(n_seg) < 0.2] = 0
+    off = np.concatenate([[0], np.cumsum(ln)]).astype(np.int64)
+    v = rng.normal(size=int(off[-1])) * 5  # negative values too (float atomic min of both signs)
+    prefix = np.concatenate([[0.0], np.cumsum(v)])
+    pos = rng.integers(0, 3 * W + 2, n_seg).astype(np.int64)
+    base = rng.normal(size=n_seg) * 50
+    k0 = np.maximum(W - 1 - pos, 0)
+    cnt = np.maximum(np.minimum(ln, W - 1) - k0, 0)
+    far_off = (np.cumsum(cnt) - cnt).astype(np.int64)
+    far = rng.normal(size=int(cnt.sum())) * 50
+    return tuple(torch.from_numpy(a) for a in (prefix, off, base, pos, far, far_off))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_window_groups_kernel_matches_torch(seed):
+    """The Triton kernel alone against the torch implementation of the same contract: ragged and
+    non-power-of-two sizes, segments spanning several tiles, empty segments; bit-identical."""
+    from treecredit_kernels import backend
+
+    if not (backend.interpreting() or torch.cuda.is_available()):
+        pytest.skip("needs CUDA or TRITON_INTERPRET=1")
+    mod = _twc_module()
+    rng = np.random.default_rng(100 + seed)
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    for W in (1, 2, int(rng.integers(3, 20)), 1000):
+        args = random_segments(rng, int(rng.integers(1, 40)), int(rng.integers(0, 70)), W)
+        args = tuple(a.to(dev) for a in args)
+        want = mod._window_groups_torch(*args, W)
+        for block in (16, None):  # several tiles: segment runs cut by tile edges
+            got = mod._window_groups_triton(*args, W, block=block)
+            for g, r in zip(got, want):
+                assert g.dtype == torch.float64 and torch.equal(g.cpu(), r.cpu()), (W, block)
+
+
+def test_window_groups_empty_and_all_empty_segments(backend_name):
+    mod = _twc_module()
+    z = torch.zeros(0, dtype=torch.float64)
+    zi = torch.zeros(0, dtype=torch.int64)
+    out, smin = mod.window_groups(torch.zeros(1, dtype=torch.float64), torch.zeros(4, dtype=torch.int64),
+                                  torch.zeros(3, dtype=torch.float64), torch.zeros(3, dtype=torch.int64), z,
+                                  torch.zeros(3, dtype=torch.int64), 3)
+    assert out.numel() == 0 and torch.equal(smin, torch.full((3,), float("inf"), dtype=torch.float64))
+    out, smin = mod.window_groups(torch.zeros(1, dtype=torch.float64), torch.zeros(1, dtype=torch.int64), z, zi,
+                                  z, zi, 3)
+    assert out.numel() == 0 and smin.numel() == 0
+
+
+COMPILE = r'''
+import sys
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+try:
+    from triton.backends.nvidia.compiler import get_ptxas
+    try:
+        get_ptxas(90)
+    except TypeError:
+        get_ptxas()
+except Exception as e:
+    print("SKIP", e)
+    sys.exit(0)
+import treecredit_kernels.tree_window_confidence
+fn = sys.modules["treecredit_kernels.tree_window_confidence"]._build_kernel()
+sig = {"prefix_ptr": "*fp64", "seg_off_ptr": "*i64", "seg_base_ptr": "*fp64", "seg_pos_ptr": "*i64",
+       "far_ptr": "*fp64", "far_off_ptr": "*i64", "out_ptr": "*fp64", "seg_min_ptr": "*fp64",
+       "U": "i32", "N": "i32", "W": "i32", "SEARCH_STEPS": "i32", "BLOCK": "constexpr"}
+for arch in (90,):  # sm80 differs in nothing this kernel uses (fp64 atomics exist on both)
+    c = triton.compile(ASTSource(fn=fn, signature=sig, constexprs={"BLOCK": 1024}),
+                       target=GPUTarget("cuda", arch, 32), options={"num_warps": 4})
+    assert c.asm["cubin"]
+print("OK")
+'''
+
+
+def test_window_groups_kernel_compiles_for_sm90():
+    """Same check as test_compile_cuda.py, for this module's kernel (without the interpreter)."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("triton")
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    out = subprocess.run([sys.executable, "-c", COMPILE], env=env, capture_output=True, text=True, timeout=240)
+    assert out.returncode == 0, out.stderr[-4000:]
+    last = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
+    if last.startswith("SKIP"):
+        pytest.skip(last)
+    assert last == "OK", out.stdout[-2000:] + out.stderr[-2000:]

@@ -221,7 +221,7 @@ class StopSampling(_message.Message):
     def __init__(self, reason: _Optional[_Union[StopSamplingReason, str]] = ..., answer: _Optional[str] = ..., consensus: _Optional[float] = ...) -> None: ...
 
 class WatchSummary(_message.Message):
-    __slots__ = ("trajectory", "verdict", "num_tokens", "lowest", "stop_token", "threshold", "answer", "consensus", "vote_labels", "vote_weight")
+    __slots__ = ("trajectory", "verdict", "num_tokens", "lowest", "stop_token", "threshold", "answer", "consensus", "vote_labels", "vote_weight", "idle_closed")
     TRAJECTORY_FIELD_NUMBER: _ClassVar[int]
     VERDICT_FIELD_NUMBER: _ClassVar[int]
     NUM_TOKENS_FIELD_NUMBER: _ClassVar[int]
@@ -232,6 +232,7 @@ class WatchSummary(_message.Message):
     CONSENSUS_FIELD_NUMBER: _ClassVar[int]
     VOTE_LABELS_FIELD_NUMBER: _ClassVar[int]
     VOTE_WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    IDLE_CLOSED_FIELD_NUMBER: _ClassVar[int]
     trajectory: _forest_pb2.Tensor
     verdict: _forest_pb2.Tensor
     num_tokens: _forest_pb2.Tensor
@@ -242,7 +243,8 @@ class WatchSummary(_message.Message):
     consensus: float
     vote_labels: _containers.RepeatedScalarFieldContainer[str]
     vote_weight: _forest_pb2.Tensor
-    def __init__(self, trajectory: _Optional[_Union[_forest_pb2.Tensor, _Mapping]] = ..., verdict: _Optional[_Union[_forest_pb2.Tensor, _Mapping]] = ..., num_tokens: _Optional[_Union[_forest_pb2.Tensor, _Mapping]] = ..., lowest: _Optional[_Union[_forest_pb2.Tensor, _Mapping]] = ..., stop_token: _Optional[_Union[_forest_pb2.Tensor, _Mapping]] = ..., threshold: _Optional[float] = ..., answer: _Optional[str] = ..., consensus: _Optional[float] = ..., vote_labels: _Optional[_Iterable[str]] = ..., vote_weight: _Optional[_Union[_forest_pb2.Tensor, _Mapping]] = ...) -> None: ...
+    idle_closed: bool
+    def __init__(self, trajectory: _Optional[_Union[_forest_pb2.Tensor, _Mapping]] = ..., verdict: _Optional[_Union[_forest_pb2.Tensor, _Mapping]] = ..., num_tokens: _Optional[_Union[_forest_pb2.Tensor, _Mapping]] = ..., lowest: _Optional[_Union[_forest_pb2.Tensor, _Mapping]] = ..., stop_token: _Optional[_Union[_forest_pb2.Tensor, _Mapping]] = ..., threshold: _Optional[float] = ..., answer: _Optional[str] = ..., consensus: _Optional[float] = ..., vote_labels: _Optional[_Iterable[str]] = ..., vote_weight: _Optional[_Union[_forest_pb2.Tensor, _Mapping]] = ..., idle_closed: _Optional[bool] = ...) -> None: ...
 
 class WatchResponse(_message.Message):
     __slots__ = ("stops", "threshold", "stop_sampling", "summary")
