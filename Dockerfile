@@ -63,7 +63,8 @@ ENV PATH=/opt/treecredit/bin:${PATH} \
 # Numeric, so that Kubernetes' runAsNonRoot can verify it.
 USER 10001
 WORKDIR /home/treecredit
-EXPOSE 50051
+# gRPC, and Prometheus /metrics (TREECREDIT_METRICS_PORT; -1 turns it off).
+EXPOSE 50051 9464
 # Asks the gRPC health service on 127.0.0.1:$TREECREDIT_PORT whether CreditService is SERVING.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-m", "treecredit_server.probe"]

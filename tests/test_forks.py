@@ -22,7 +22,7 @@ def reference_forks(forest, *, ranking, top_n, tail_guard, window):
         for position, t in enumerate(tokens):
             if len(tokens) - position <= tail_guard:  # among the last tail_guard tokens of this trajectory
                 candidates[t] = None
-            elif t not in candidates:
+            elif t not in candidates and mask[t]:
                 node = int(np.searchsorted(offsets, t, side="right") - 1)
                 if ranking == "neg_logprob":
                     score = -float(forest.logprobs[t])
@@ -55,7 +55,7 @@ def test_suggest_forks_matches_the_reference(client, seed, ranking):
     got = client.suggest_forks(forest, **options)
     expected = reference_forks(forest, **options)
     assert list(zip(got.root.tolist(), got.node.tolist(), got.offset.tolist())) == [r[:3] for r in expected]
-    np.testing.assert_allclose(got.score, [r[3] for r in expected], rtol=1e-9)
+    np.testing.assert_allclose(got.score, [r[3] for r in expected], rtol=1e-6)  # kernel confidences are fp32
     ranks = [sum(1 for q in expected[:i] if q[0] == r[0]) for i, r in enumerate(expected)]
     assert got.rank.tolist() == ranks
 

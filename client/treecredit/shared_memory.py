@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from treecredit.tokens import logit_words
+from treecredit.tokens import wire_floats
 from treecredit.v1 import forest_pb2 as fpb
 from treecredit.v1 import tokens_pb2 as pb
 
@@ -52,7 +52,7 @@ class SharedLogits:
         if logits is None and byte_size is None:
             raise ValueError("give logits, byte_size or both")
         self._client = client
-        self._pending = None if logits is None else logit_words(logits)
+        self._pending = None if logits is None else wire_floats(logits)
         self.byte_size = byte_size if byte_size is not None else max(1, self._pending[0].nbytes)
         self._name = name
         self._memory: shared_memory.SharedMemory | None = None
@@ -64,7 +64,7 @@ class SharedLogits:
 
     def write(self, logits) -> None:
         """Copy `logits` into the region; later requests naming it read these."""
-        self._write(*logit_words(logits))
+        self._write(*wire_floats(logits))
 
     def _write(self, words: np.ndarray, wire_dtype: int) -> None:
         if words.nbytes > self.byte_size:

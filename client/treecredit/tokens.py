@@ -21,7 +21,7 @@ from treecredit.v1 import tokens_pb2 as pb
 STREAM_BYTES = 64 << 20  # logits larger than this go through TokenStatsStream
 CHUNK_BYTES = 16 << 20   # the chunk size of an automatic stream
 
-_LOGIT_WIRE = {np.dtype("float32"): fpb.DATA_TYPE_FLOAT32, np.dtype("float16"): fpb.DATA_TYPE_FLOAT16}
+_FLOAT_WIRE = {np.dtype("float32"): fpb.DATA_TYPE_FLOAT32, np.dtype("float16"): fpb.DATA_TYPE_FLOAT16}
 
 
 @dataclass(frozen=True)
@@ -58,41 +58,32 @@ class TraceConfidence(NamedTuple):
         return cls(*(_wire.decode(getattr(message, name), name, dtypes=dtypes, ndim=1) for name in cls._fields))
 
 
-def logit_words(logits) -> tuple[np.ndarray, int]:
-    """`(array, wire dtype)` of logits `[T, V]` given as numpy or torch: float32 and float16 as they are,
-    bfloat16 as its uint16 words, anything else cast to float32."""
-    if hasattr(logits, "detach"):  # a torch tensor
-        torch = sys.modules[type(logits).__module__.split(".")[0]]
-        logits = logits.detach().cpu().contiguous()
-        if logits.dtype == torch.bfloat16:
-            return logits.view(torch.int16).numpy().view(np.uint16), fpb.DATA_TYPE_BFLOAT16
-        logits = logits.numpy()
-    logits = np.asarray(logits)
-    if logits.dtype.name == "bfloat16":  # ml_dtypes
-        return logits.view(np.uint16), fpb.DATA_TYPE_BFLOAT16
-    if logits.dtype not in _LOGIT_WIRE:
-        logits = logits.astype(np.float32)
-    return logits, _LOGIT_WIRE[logits.dtype]
+def wire_floats(array) -> tuple[np.ndarray, int]:
+    """`(array, wire dtype)` of floats given as numpy or torch, without a copy where possible: float32 and
+    float16 as they are, bfloat16 as its uint16 words, anything else cast to float32."""
+    if hasattr(array, "detach"):  # a torch tensor
+        torch = sys.modules[type(array).__module__.split(".")[0]]
+        array = array.detach().cpu().contiguous()
+        if array.dtype == torch.bfloat16:
+            return array.view(torch.int16).numpy().view(np.uint16), fpb.DATA_TYPE_BFLOAT16
+    array = np.asarray(array)
+    if array.dtype.name == "bfloat16":  # ml_dtypes
+        return array.view(np.uint16), fpb.DATA_TYPE_BFLOAT16
+    if array.dtype not in _FLOAT_WIRE:
+        array = array.astype(np.float32)
+    return array, _FLOAT_WIRE[array.dtype]
 
 
-def _numpy(array) -> np.ndarray:
-    """numpy view of a numpy array or torch tensor (bfloat16 widened to float32)."""
-    if hasattr(array, "detach"):
-        array = array.detach().cpu()
-        return (array.float() if str(array.dtype) == "torch.bfloat16" else array).numpy()
-    return np.asarray(array)
-
-
-def _encode_logits(words: np.ndarray, wire_dtype: int, into: fpb.Tensor) -> None:
+def _encode_floats(words: np.ndarray, wire_dtype: int, into: fpb.Tensor) -> None:
     if wire_dtype == fpb.DATA_TYPE_BFLOAT16:
         _wire.encode_bfloat16(words, into=into)
     else:
         _wire.encode(words, into=into)
 
 
-def _encode_ids(ids, into: fpb.Tensor) -> None:
-    ids = _numpy(ids)
-    _wire.encode(ids if ids.dtype in (np.int32, np.int64) else ids.astype(np.int64), into=into)
+def _integers(ids) -> np.ndarray:
+    ids = np.asarray(ids.detach().cpu() if hasattr(ids, "detach") else ids)
+    return ids if ids.dtype in (np.int32, np.int64) else ids.astype(np.int64)
 
 
 def token_stats_call(logits=None, ids=None, *, topk_logprobs=None, k: int = 20, temperature: float = 1.0,
@@ -105,33 +96,31 @@ def token_stats_call(logits=None, ids=None, *, topk_logprobs=None, k: int = 20, 
         raise ValueError(f"give exactly one of logits, topk_logprobs or shared_memory, got {given or 'none'}")
     if topk_logprobs is not None:
         request = pb.TokenStatsRequest()
-        topk = _numpy(topk_logprobs)
-        _wire.encode(topk if topk.dtype in (np.float16, np.float32, np.float64) else topk.astype(np.float32),
-                     into=request.topk_logprobs)
+        _encode_floats(*wire_floats(topk_logprobs), request.topk_logprobs)
         return "TokenStats", request
     if ids is None:
         raise ValueError("ids (the sampled tokens) are required with logits")
     if shared_memory is not None:
         request = pb.TokenStatsRequest(shared_logits=shared_memory.to_proto(), k=k, temperature=temperature)
-        _encode_ids(ids, request.ids)
+        _wire.encode(_integers(ids), into=request.ids)
         return "TokenStats", request
-    words, wire_dtype = logit_words(logits)
+    words, wire_dtype = wire_floats(logits)
     if chunk_rows is None and words.nbytes <= STREAM_BYTES:
         request = pb.TokenStatsRequest(k=k, temperature=temperature)
-        _encode_logits(words, wire_dtype, request.logits)
-        _encode_ids(ids, request.ids)
+        _encode_floats(words, wire_dtype, request.logits)
+        _wire.encode(_integers(ids), into=request.ids)
         return "TokenStats", request
     if chunk_rows is None:
         chunk_rows = max(1, CHUNK_BYTES // max(1, words.nbytes // max(1, len(words))))
     if chunk_rows < 1:
         raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
-    return "TokenStatsStream", _chunks(words, wire_dtype, _numpy(ids), chunk_rows, k, temperature)
+    return "TokenStatsStream", _chunks(words, wire_dtype, _integers(ids), chunk_rows, k, temperature)
 
 
 def _chunks(words: np.ndarray, wire_dtype: int, ids: np.ndarray, rows: int, k: int,
             temperature: float) -> Iterator[pb.TokenStatsChunk]:
     for start in range(0, max(len(words), 1), rows):
         chunk = pb.TokenStatsChunk(k=k, temperature=temperature) if start == 0 else pb.TokenStatsChunk()
-        _encode_logits(words[start:start + rows], wire_dtype, chunk.logits)
-        _encode_ids(ids[start:start + rows], chunk.ids)
+        _encode_floats(words[start:start + rows], wire_dtype, chunk.logits)
+        _wire.encode(ids[start:start + rows], into=chunk.ids)
         yield chunk

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by the scripts here: podman settings and a readable failure message.
 export CONTAINERS_CONF="${CONTAINERS_CONF:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/containers.conf}"
 

@@ -4,6 +4,7 @@
 # takes torch's CPU build from local disk), nothing pulled. Usage: image.sh TAG [PYTHON]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# shellcheck source=deploy/container/env.sh
 source deploy/container/env.sh
 TAG="${1:-treecredit:cpu}"
 PYTHON="${2:-python3}"

@@ -3,6 +3,7 @@
 # through the SDK from the host, then remove the container (on failure too). Usage: test.sh TAG [PYTHON]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# shellcheck source=deploy/container/env.sh
 source deploy/container/env.sh
 TAG="${1:-treecredit:cpu}"
 PYTHON="${2:-python3}"

@@ -145,7 +145,8 @@ class CreditService(pb_grpc.CreditServiceServicer):
         result = credit.score(prepared.forest, estimator, **options, max_sibling_pairs=self._limits.max_sibling_pairs,
                               leaf_advantage=prepared.leaf_advantage)
         response = structures_codec.encode_score_extras(codec.encode_credit(result, estimator), prepared)
-        return tokens_codec.add_trace_confidence(response, trace_confidence.score_trace_confidence(forest, **trace_options))
+        trace = trace_confidence.score_trace_confidence(forest, **trace_options)
+        return tokens_codec.add_trace_confidence(response, trace)
 
     @unary
     async def Reflect(self, request: spb.ReflectRequest, context) -> spb.ReflectResponse:

@@ -18,14 +18,13 @@ import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
 from multiprocessing import resource_tracker, shared_memory
+from typing import TypeVar
 
 from treecredit.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
 
-
 T = TypeVar("T")
-_tracker_lock = threading.Lock()
+_mapping_lock = threading.Lock()  # pairs attach with untrack, and guards _lingering
 _lingering: list[shared_memory.SharedMemory] = []  # mappings still in use when their read ended
 
 
@@ -42,7 +41,7 @@ def _attach(key: str, field: str) -> shared_memory.SharedMemory:
     try:
         if sys.version_info >= (3, 13):
             return shared_memory.SharedMemory(name=key, track=False)
-        with _tracker_lock:
+        with _mapping_lock:
             memory = shared_memory.SharedMemory(name=key)
             resource_tracker.unregister("/" + memory.name, "shared_memory")
             return memory
@@ -137,7 +136,7 @@ class SharedMemoryRegistry:
 def _close(memory: shared_memory.SharedMemory) -> None:
     """Unmap `memory` and any earlier mapping that arrays still pointed into when its read ended (an exception's
     traceback holds them for a while); those still in use wait for the next read."""
-    with _tracker_lock:
+    with _mapping_lock:
         pending = [*_lingering, memory]
         _lingering.clear()
         for mapping in pending:
