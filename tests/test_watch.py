@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import treecredit
-from conftest import start_server
+from treecredit_server.process import start_server
 from watch_replay import random_stream, replay
 
 
