@@ -56,6 +56,7 @@ RUN /opt/treecredit/bin/pip install --no-cache-dir --no-deps --find-links /wheel
 FROM python AS runtime
 RUN useradd --create-home --uid 10001 --user-group treecredit
 COPY --from=build /opt/treecredit /opt/treecredit
+# Change the port with TREECREDIT_PORT rather than --port: the HEALTHCHECK reads the variable.
 ENV PATH=/opt/treecredit/bin:${PATH} \
     PYTHONUNBUFFERED=1 \
     TREECREDIT_HOST=0.0.0.0 \

@@ -125,11 +125,11 @@ def test_query_filters_zero_variance_and_reflection(client):
     assert flat_only.query_keep.tolist() == [False, True, True]
     assert flat_only.reflection_spread is None
 
-    ell = {"flat": [[0.0, -1.0], [0.0, -3.0]], "mixed": [[-1.0, -1.0], [-1.0, -1.2]], "single": [[-2.0, 0.0]]}
-    result = client.filter(forest, reflection=ell, min_spread=0.5)
+    ell = [[[0.0, -1.0], [0.0, -3.0]], [[-1.0, -1.0], [-1.0, -1.2]], [[-2.0, 0.0]]]  # flat, mixed, single
+    result = client.filter(forest, reflection=treecredit.Reflection(ell, min_spread=0.5))
     np.testing.assert_allclose(result.reflection_spread, [1.0, 0.1, 0.0])
     assert result.query_reason.tolist() == ["informative", "low_reflection", "low_reflection"]
-    by_percent = client.filter(forest, reflection=ell, drop_percent=50)  # drop spread < median (0.1)
+    by_percent = client.filter(forest, reflection=treecredit.Reflection(ell, drop_percent=50))  # floor(3 / 2) = 1
     assert by_percent.query_keep.tolist() == [True, True, False]
 
 
@@ -141,7 +141,7 @@ def test_filter_refuses_bad_input(client):
     assert caught.value.details().startswith("forest.confidence:")
     forest = random_forest(np.random.default_rng(0), topk=3)
     for options, field in (({"keep_percent": 0}, "keep_percent"), ({"window": 0}, "window"),
-                           ({"reflection": {g: [[0.0]] for g in forest.groups}}, "reflection.ell")):
+                           ({"reflection": treecredit.Reflection([[[0.0]]] * len(forest.groups))}, "reflection.ell")):
         if field == "reflection.ell":
             request = treecredit.confidence.filter_request(forest, **options)
             request.reflection.rows.data = np.array([2] * len(forest.groups), np.int64).tobytes()

@@ -93,7 +93,8 @@ class CreditClient:
     def filter(self, forest: Forest, *, timeout: float | None = None, **options) -> FilterResult:
         """Trace verdicts, query verdicts and the confidence-weighted vote (sections 5-6). Options: `metric`
         ("lowest", "bottom10", "tail", "mean"), `keep_percent` (90), `window`, `tail` (2048), `answers` (one per
-        leaf, or {leaf: answer}), `zero_variance`, `reflection` ({group: ℓ matrix}), `min_spread`, `drop_percent`."""
+        leaf, or {leaf: answer}), `zero_variance`, `reflection` (a `Reflection`, one query per group in group order,
+        whose `min_spread` or `drop_percent` drops queries)."""
         request = filter_request(forest, **options)
         return FilterResult.from_proto(forest, request, self._stub.Filter(request, timeout=timeout or self.timeout))
 

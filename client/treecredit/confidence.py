@@ -10,6 +10,7 @@ import numpy as np
 
 from treecredit import _wire
 from treecredit.forest import Forest
+from treecredit.structures import Reflection
 from treecredit.v1 import confidence_pb2 as pb
 
 METRICS = ("lowest", "bottom10", "tail", "mean")
@@ -39,9 +40,7 @@ def filter_request(
     tail: int = 2048,
     answers: Mapping[int, Hashable] | Sequence[Hashable | None] | None = None,
     zero_variance: bool = False,
-    reflection: Mapping[Hashable, np.ndarray] | None = None,
-    min_spread: float = 0.0,
-    drop_percent: float | None = None,
+    reflection: Reflection | None = None,
 ) -> pb.FilterRequest:
     request = pb.FilterRequest(
         forest=forest.to_proto(), metric=_enum_value(pb.ConfidenceMetric, "CONFIDENCE_METRIC_", metric, METRICS),
@@ -61,13 +60,7 @@ def filter_request(
         request.answer.CopyFrom(_wire.encode(code))
         request.answer_labels.extend(labels)
     if reflection is not None:
-        matrices = [np.atleast_2d(np.asarray(reflection[g], dtype=np.float64)) for g in result_groups(forest)]
-        request.reflection.CopyFrom(pb.ReflectionInput(
-            ell=_wire.encode(np.concatenate([m.reshape(-1) for m in matrices]) if matrices else np.zeros(0)),
-            rows=_wire.encode(np.array([m.shape[0] for m in matrices], np.int64)),
-            cols=_wire.encode(np.array([m.shape[1] for m in matrices], np.int64)),
-            min_spread=min_spread, drop_percent=drop_percent,
-        ))
+        reflection.to_proto(into=request.reflection)
     return request
 
 

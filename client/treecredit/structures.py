@@ -119,13 +119,12 @@ class Reflection:
     min_spread: float | None = None
     drop_percent: float | None = None
 
-    def to_proto(self) -> pb.ReflectRequest:
+    def to_proto(self, into: pb.ReflectRequest | None = None) -> pb.ReflectRequest:
         matrices = [np.asarray(m, np.float64).reshape(np.shape(m)[0], -1) for m in self.ell]
-        message = pb.ReflectRequest(
-            ell=_wire.encode(np.concatenate([m.reshape(-1) for m in matrices]) if matrices else np.zeros(0)),
-            rows=_wire.encode([m.shape[0] for m in matrices], np.int64),
-            cols=_wire.encode([m.shape[1] for m in matrices], np.int64),
-        )
+        message = pb.ReflectRequest() if into is None else into
+        _wire.encode(np.concatenate([m.reshape(-1) for m in matrices]) if matrices else np.zeros(0), into=message.ell)
+        _wire.encode([m.shape[0] for m in matrices], np.int64, into=message.rows)
+        _wire.encode([m.shape[1] for m in matrices], np.int64, into=message.cols)
         if self.baseline is not None:
             message.baseline.CopyFrom(_wire.encode(np.concatenate([np.ravel(b) for b in self.baseline])
                                                    if len(self.baseline) else np.zeros(0)))

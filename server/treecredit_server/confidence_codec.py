@@ -11,9 +11,11 @@ from treecredit.errors import InvalidArgument, ResourceExhausted
 from treecredit.v1 import confidence_pb2 as pb
 from treecredit_server.codec import MAX_TOPK, decode_forest
 from treecredit_server.config import Limits
-from treecredit_server.filtering import Metric, Reflection, Verdicts
+from treecredit_server.filtering import Metric, Verdicts
 from treecredit_server.forest import ForestArrays
 from treecredit_server.forks import Forks, Ranking
+from treecredit_server.reflection import check_queries
+from treecredit_server.structures_codec import decode_reflect
 from treecredit_server.watch import Chunk, Decisions, Summary, WatchOptions
 
 MAX_WINDOW = 1 << 20
@@ -78,17 +80,8 @@ def decode_filter(request: pb.FilterRequest, limits: Limits) -> tuple[ForestArra
                                                       f"answer_labels ({len(request.answer_labels)} labels)")
         options["answer"] = answer.astype(np.int64)
     if request.HasField("reflection"):
-        message = request.reflection
-        counts = {f: _wire.decode(getattr(message, f), f"reflection.{f}", dtypes=_wire.INTEGER, ndim=1,
-                                  max_elements=limits.max_nodes) for f in ("rows", "cols")}
-        if not (math.isfinite(message.min_spread) and message.min_spread >= 0):
-            raise InvalidArgument("reflection.min_spread", f"must be finite and >= 0, got {message.min_spread}")
-        options["reflection"] = Reflection(
-            ell=_wire.decode(message.ell, "reflection.ell", dtypes=_wire.FLOAT, ndim=1, max_elements=limits.max_tokens),
-            rows=counts["rows"], cols=counts["cols"], min_spread=message.min_spread,
-            drop_percent=(_percent(message, "drop_percent", "reflection.", 0.0, low_open=False)
-                          if message.HasField("drop_percent") else None),
-        )
+        options["reflection"] = decode_reflect(request.reflection, limits, "reflection")
+        check_queries(forest, options["reflection"]["rows"], "reflection")
     return forest, options
 
 

@@ -11,8 +11,9 @@ from enum import Enum, IntEnum
 
 import numpy as np
 
-from treecredit.errors import InvalidArgument
 from treecredit_server.forest import ForestArrays
+from treecredit_server.reflection import reflect
+from treecredit_server.trace_confidence import trajectory_confidence
 
 
 class Metric(Enum):
@@ -32,17 +33,6 @@ class QueryReason(IntEnum):
     INFORMATIVE = 1
     ZERO_VARIANCE = 2
     LOW_REFLECTION = 3
-
-
-@dataclass(frozen=True)
-class Reflection:
-    """DRO's ℓ matrices per group, concatenated: `ell [sum G_q L_q]`, `rows [Q]`, `cols [Q]`."""
-
-    ell: np.ndarray
-    rows: np.ndarray
-    cols: np.ndarray
-    min_spread: float
-    drop_percent: float | None
 
 
 @dataclass(frozen=True)
@@ -93,54 +83,10 @@ def grouped_threshold(values: np.ndarray, group: np.ndarray, num_groups: int, pe
     return percentile_threshold(values[order], np.cumsum(counts) - counts, counts, percent)
 
 
-def token_confidence(forest: ForestArrays, name: str = "forest") -> np.ndarray:
-    """Token confidences `[T]`: the forest's `confidence`, else -mean of each row of `topk_logprobs`."""
-    tokens = forest.tokens
-    if "confidence" in tokens:
-        confidence = np.asarray(tokens["confidence"], dtype=np.float64)
-        _require_finite(f"{name}.confidence", ~np.isfinite(confidence))
-        return confidence
-    if "topk_logprobs" in tokens:
-        from treecredit_kernels import topk_confidence
-
-        topk = tokens["topk_logprobs"]
-        _require_finite(f"{name}.topk_logprobs", np.isnan(topk).any(axis=1) | (topk == np.inf).any(axis=1))
-        return topk_confidence(_tensor(topk)).confidence.numpy().astype(np.float64)
-    raise InvalidArgument(f"{name}.confidence", "token confidences or top-k log-probs (topk_logprobs) are required")
-
-
-def _tensor(array: np.ndarray):
-    """A CPU torch tensor over `array` (copied only if read-only, as arrays decoded from the wire are)."""
-    import torch
-
-    return torch.from_numpy(np.require(array, requirements=("C", "W")))
-
-
-def _require_finite(field: str, bad: np.ndarray) -> None:
-    if bad.any():
-        index = int(np.argmax(bad))
-        raise InvalidArgument(f"{field}[{index}]", "is NaN or +inf")
-
-
-def masked_confidence(forest: ForestArrays, confidence: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The confidences of tokens whose loss mask is 1 `[U]`, and each node's span in them `node_offsets [N+1]`."""
-    mask = forest.tokens.get("loss_mask")
-    if mask is None:
-        return confidence, forest.token_offsets
-    node_of_token = np.repeat(np.arange(forest.num_nodes), forest.num_tokens)
-    counts = np.bincount(node_of_token[mask], minlength=forest.num_nodes)
-    return confidence[mask], np.concatenate(([0], np.cumsum(counts)))
-
-
-def trajectory_metric(forest: ForestArrays, metric: Metric, *, window: int, tail: int,
-                      name: str = "forest") -> tuple[np.ndarray, np.ndarray]:
+def trajectory_metric(forest: ForestArrays, metric: Metric, *, window: int, tail: int) -> tuple[np.ndarray, np.ndarray]:
     """`(metric float64 [P], num_tokens int64 [P])` of every trajectory (leaves ascending), loss-masked."""
-    from treecredit_kernels import tree_window_confidence
-
-    confidence, offsets = masked_confidence(forest, token_confidence(forest, name))
-    result = tree_window_confidence(*(_tensor(a) for a in (confidence, offsets, forest.parent, forest.leaves)),
-                                    window=window, tail=tail)
-    return getattr(result, metric.value).numpy(), result.num_tokens.numpy()
+    confidence = trajectory_confidence(forest, window=window, tail=tail)
+    return getattr(confidence, metric.value), confidence.num_tokens
 
 
 def filter_forest(
@@ -152,9 +98,10 @@ def filter_forest(
     tail: int = 2048,
     answer: np.ndarray | None = None,
     zero_variance: bool = False,
-    reflection: Reflection | None = None,
+    reflection: dict | None = None,
 ) -> Verdicts:
-    """Trace verdicts per leaf, query verdicts per group and the weighted vote. `answer`: int64 `[N]`, -1 = none."""
+    """Trace verdicts per leaf, query verdicts per group and the weighted vote. `answer`: int64 `[N]`, -1 = none;
+    `reflection`: the keyword arguments of `reflection.reflect`, one query per group."""
     n, num_groups, leaves = forest.num_nodes, forest.num_groups, forest.leaves
     values, lengths = trajectory_metric(forest, metric, window=window, tail=tail)
     leaf_group = forest.group[leaves]
@@ -168,14 +115,9 @@ def filter_forest(
                               np.where(leaf_keep, TraceReason.CONFIDENT, TraceReason.LOW_CONFIDENCE))
 
     flat = _zero_variance(forest)
-    spread = None if reflection is None else _reflection_spread(reflection, num_groups)
-    low_reflection = np.zeros(num_groups, bool)
-    if spread is not None:
-        low_reflection = spread < reflection.min_spread
-        if reflection.drop_percent is not None:
-            cut = percentile_threshold(np.sort(spread), np.zeros(1, np.int64), np.array([num_groups]),
-                                       reflection.drop_percent)[0]
-            low_reflection |= spread < cut
+    reflected = None if reflection is None else reflect(**reflection)
+    spread = None if reflected is None else reflected.spread
+    low_reflection = np.zeros(num_groups, bool) if reflected is None else ~reflected.kept
     dropped_flat = flat & zero_variance
     query_reason = np.where(dropped_flat, QueryReason.ZERO_VARIANCE,
                             np.where(low_reflection, QueryReason.LOW_REFLECTION, QueryReason.INFORMATIVE))
@@ -198,21 +140,6 @@ def _zero_variance(forest: ForestArrays) -> np.ndarray:
     np.minimum.at(low, group, reward)
     np.maximum.at(high, group, reward)
     return (count >= 2) & (low == high)
-
-
-def _reflection_spread(reflection: Reflection, num_groups: int) -> np.ndarray:
-    from treecredit_kernels import reflection_reward
-
-    if len(reflection.rows) != num_groups or len(reflection.cols) != num_groups:
-        raise InvalidArgument("reflection.rows", f"needs one entry per group ({num_groups}) in rows and cols, "
-                                                 f"got {len(reflection.rows)} and {len(reflection.cols)}")
-    if (reflection.rows < 0).any() or (reflection.cols < 0).any():
-        raise InvalidArgument("reflection.rows", "rows and cols must be >= 0")
-    size = int((reflection.rows.astype(np.int64) * reflection.cols).sum())
-    if size != len(reflection.ell):
-        raise InvalidArgument("reflection.ell", f"has {len(reflection.ell)} values, rows * cols sum to {size}")
-    _require_finite("reflection.ell", ~np.isfinite(reflection.ell))
-    return reflection_reward(_tensor(reflection.ell), _tensor(reflection.rows), _tensor(reflection.cols)).spread.numpy()
 
 
 def weighted_vote(group: np.ndarray, weight: np.ndarray, answer: np.ndarray, num_groups: int) -> Vote:

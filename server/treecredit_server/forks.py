@@ -8,7 +8,7 @@ from enum import Enum
 import numpy as np
 
 from treecredit.errors import InvalidArgument
-from treecredit_server.filtering import masked_confidence, token_confidence
+from treecredit_server.trace_confidence import masked_confidence, token_confidence
 from treecredit_server.forest import ForestArrays
 
 

@@ -11,6 +11,7 @@ import numpy as np
 
 from treecredit.errors import InvalidArgument
 from treecredit_server.forest import ForestArrays
+from treecredit_server.tensors import as_tensor
 
 
 @dataclass(frozen=True)
@@ -33,11 +34,8 @@ def reflect(
     drop_percent: float | None = None,
 ) -> Reflection:
     """R3 of each rollout, token weights and the query verdicts of ragged `ell [sum G_q * L_q]`."""
-    import torch
-
     from treecredit_kernels import reflection_reward
 
-    as_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
     result = reflection_reward(as_tensor(ell), as_tensor(rows), as_tensor(cols),
                                None if baseline is None else as_tensor(baseline), power=power)
     spread = result.spread.numpy()

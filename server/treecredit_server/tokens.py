@@ -3,23 +3,22 @@ kernels, on the GPU when there is one. Knows nothing of protobuf or gRPC; torch 
 inside the functions that call them.
 
 Arrays arrive as read-only views of request bytes (or of a shared-memory region) and are handed to torch
-without a copy; the kernels never write their inputs, so torch's warning about non-writable arrays is silenced.
+without a copy (`tensors.as_tensor`).
 bfloat16 logits arrive as their raw uint16 words and are viewed as torch.bfloat16, never widened.
 """
 
 from __future__ import annotations
 
 import functools
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
+from treecredit_server.tensors import as_tensor
+
 DEVICES = ("auto", "cpu", "cuda")
 DEFAULT_K = 20
 MAX_K = 64
-
-warnings.filterwarnings("ignore", message="The given NumPy array is not writable", category=UserWarning)
 
 
 @dataclass(frozen=True)
@@ -75,12 +74,12 @@ def compute(job: LogitsInput | TopkInput, device: str = "auto") -> Stats:
 
     where = resolve_device(device)
     if isinstance(job, TopkInput):
-        result = topk_confidence(torch.from_numpy(job.topk_logprobs).to(where))
+        result = topk_confidence(as_tensor(job.topk_logprobs).to(where))
         return Stats(**{name: _host(value) for name, value in result._asdict().items()})
-    logits = torch.from_numpy(job.logits.view(np.int16) if job.bfloat16 else job.logits)
+    logits = as_tensor(job.logits.view(np.int16) if job.bfloat16 else job.logits)
     if job.bfloat16:
         logits = logits.view(torch.bfloat16)
-    result = token_stats(logits.to(where), torch.from_numpy(job.ids).to(where), k=job.k, temperature=job.temperature)
+    result = token_stats(logits.to(where), as_tensor(job.ids).to(where), k=job.k, temperature=job.temperature)
     return Stats(**{name: _host(value) for name, value in result._asdict().items()})
 
 

@@ -1,9 +1,8 @@
-"""The trace confidence of every trajectory of a forest (ALGORITHMS.md section 5), for Score and Filter.
+"""The trace confidence of every trajectory of a forest (ALGORITHMS.md section 5), for Score, Filter and forks.
 
-Token confidences come from the forest (`filtering.token_confidence`: its `confidence`, else -mean of its
-`topk_logprobs`); tokens whose loss mask is 0 are dropped and the per-node counts recomputed
-(`filtering.masked_confidence`) before one call of the `tree_window_confidence` kernel gives all four metrics.
-torch and the kernels are imported inside the function that calls them.
+Token confidences come from the forest (its `confidence`, else -mean of its `topk_logprobs`); tokens whose
+loss mask is 0 are dropped and the per-node counts recomputed before one call of the `tree_window_confidence`
+kernel gives all four metrics. torch and the kernels are imported inside the functions that call them.
 """
 
 from __future__ import annotations
@@ -12,8 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from treecredit_server.filtering import masked_confidence, token_confidence
+from treecredit.errors import InvalidArgument
 from treecredit_server.forest import ForestArrays
+from treecredit_server.tensors import as_tensor
 
 
 @dataclass(frozen=True)
@@ -33,22 +33,51 @@ def has_token_confidence(forest: ForestArrays) -> bool:
     return "confidence" in forest.tokens or "topk_logprobs" in forest.tokens
 
 
+def token_confidence(forest: ForestArrays, name: str = "forest") -> np.ndarray:
+    """Token confidences float64 `[T]`: the forest's `confidence`, else -mean of each row of `topk_logprobs`."""
+    tokens = forest.tokens
+    if "confidence" in tokens:
+        confidence = np.asarray(tokens["confidence"], dtype=np.float64)
+        _require_finite(f"{name}.confidence", ~np.isfinite(confidence))
+        return confidence
+    if "topk_logprobs" in tokens:
+        from treecredit_kernels import topk_confidence
+
+        topk = tokens["topk_logprobs"]
+        _require_finite(f"{name}.topk_logprobs", np.isnan(topk).any(axis=1) | (topk == np.inf).any(axis=1))
+        return topk_confidence(as_tensor(topk)).confidence.numpy().astype(np.float64)
+    raise InvalidArgument(f"{name}.confidence", "token confidences or top-k log-probs (topk_logprobs) are required")
+
+
+def masked_confidence(forest: ForestArrays, confidence: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The confidences of tokens whose loss mask is 1 `[U]`, and each node's span in them `node_offsets [N+1]`."""
+    mask = forest.tokens.get("loss_mask")
+    if mask is None:
+        return confidence, forest.token_offsets
+    node_of_token = np.repeat(np.arange(forest.num_nodes), forest.num_tokens)
+    counts = np.bincount(node_of_token[mask], minlength=forest.num_nodes)
+    return confidence[mask], np.concatenate(([0], np.cumsum(counts)))
+
+
 def trajectory_confidence(forest: ForestArrays, *, window: int = 2048, tail: int = 2048,
                           name: str = "forest") -> TraceConfidence:
     """Lowest, bottom-10%, tail and mean confidence of every trajectory; InvalidArgument (naming `name`'s field)
     when the forest has no token confidences or they are NaN / +inf."""
-    import torch
     from treecredit_kernels import tree_window_confidence
 
     confidence, offsets = masked_confidence(forest, token_confidence(forest, name))
     leaves = forest.leaves
-    result = tree_window_confidence(
-        torch.from_numpy(np.ascontiguousarray(confidence)), torch.from_numpy(offsets),
-        torch.from_numpy(forest.parent), torch.from_numpy(leaves), window=window, tail=tail,
-    )
+    result = tree_window_confidence(*(as_tensor(a) for a in (confidence, offsets, forest.parent, leaves)),
+                                    window=window, tail=tail)
     return TraceConfidence(leaves.astype(np.int64), *(part.numpy() for part in result))
 
 
 def score_trace_confidence(forest: ForestArrays, *, window: int, tail: int) -> TraceConfidence | None:
     """What Score returns: the trace confidence, or None when the forest carries no token confidences."""
     return trajectory_confidence(forest, window=window, tail=tail) if has_token_confidence(forest) else None
+
+
+def _require_finite(field: str, bad: np.ndarray) -> None:
+    if bad.any():
+        index = int(np.argmax(bad))
+        raise InvalidArgument(f"{field}[{index}]", "is NaN or +inf")

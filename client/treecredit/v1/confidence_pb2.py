@@ -23,53 +23,52 @@ _sym_db = _symbol_database.Default()
 
 
 from treecredit.v1 import forest_pb2 as treecredit_dot_v1_dot_forest__pb2
+from treecredit.v1 import structures_pb2 as treecredit_dot_v1_dot_structures__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1etreecredit/v1/confidence.proto\x12\rtreecredit.v1\x1a\x1atreecredit/v1/forest.proto\"\xbf\x01\n\x0fReflectionInput\x12\"\n\x03\x65ll\x18\x01 \x01(\x0b\x32\x15.treecredit.v1.Tensor\x12#\n\x04rows\x18\x02 \x01(\x0b\x32\x15.treecredit.v1.Tensor\x12#\n\x04\x63ols\x18\x03 \x01(\x0b\x32\x15.treecredit.v1.Tensor\x12\x12\n\nmin_spread\x18\x04 \x01(\x01\x12\x19\n\x0c\x64rop_percent\x18\x05 \x01(\x01H\x00\x88\x01\x01\x42\x0f\n\r_drop_percent\"\xd8\x02\n\rFilterRequest\x12%\n\x06\x66orest\x18\x01 \x01(\x0b\x32\x15.treecredit.v1.Forest\x12/\n\x06metric\x18\x02 \x01(\x0e\x32\x1f.treecredit.v1.ConfidenceMetric\x12\x19\n\x0ckeep_percent\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x13\n\x06window\x18\x04 \x01(\x03H\x01\x88\x01\x01\x12\x11\n\x04tail\x18\x05 \x01(\x03H\x02\x88\x01\x01\x12%\n\x06\x61nswer\x18\x06 \x01(\x0b\x32\x15.treecredit.v1.Tensor\x12\x15\n\ranswer_labels\x18\x07 \x03(\t\x12\x15\n\rzero_variance\x18\x08 \x01(\x08\x12\x32\n\nreflection\x18\t \x01(\x0b\x32\x1e.treecredit.v1.ReflectionInputB\x0f\n\r_keep_percentB\t\n\x07_windowB\x07\n\x05_tail\"\xc6\x04\n\x0e\x46ilterResponse\x12#\n\x04keep\x18\x01 \x01(\x0b\x32\x15.treecredit.v1.Tensor\x12%\n\x06metric\x18\x02 \x01(\x0b\x32\x15.treecredit.v1.Tensor\x12%\n\x06reason\x18\x03 \x01(\x0b\x32\x15.treecredit.v1.Tensor\x12(\n\tthreshold\x18\x04 \x01(\x0b\x32\x15.treecredit.v1.Tensor\x12)\n\nquery_keep\x18\x05 \x01(\x0b\x32\x15.treecredit.v1.Tensor\x12+\n\x0cquery_reason\x18\x06 \x01(\x0b\x32\x15.treecredit.v1.Tensor\x12,\n\rzero_variance\x18\x07 \x01(\x0b\x32\x15.treecredit.v1.Tensor\x12\x30\n\x11reflection_spread\x18\x08 \x01(\x0b\x32\x15.treecredit.v1.Tensor\x12*\n\x0bvote_answer\x18\t \x01(\x0b\x32\x15.treecredit.v1.Tensor\x12-\n\x0evote_consensus\x18\n \x01(\x0b\x32\x15.treecredit.v1.Tensor\x12*\n\x0bvotes_group\x18\x0b \x01(\x0b\x32\x15.treecredit.v1.Tensor\x12+\n\x0cvotes_answer\x18\x0c \x01(\x0b\x32\x15.treecredit.v1.Tensor\x12+\n\x0cvotes_weight\x18\r \x01(\x0b\x32\x15.treecredit.v1.Tensor\"\x8f\x02\n\tWatchOpen\x12\x13\n\x06warmup\x18\x01 \x01(\x03H\x00\x88\x01\x01\x12\x19\n\x0ckeep_percent\x18\x02 \x01(\x01H\x01\x88\x01\x01\x12\x16\n\tthreshold\x18\x03 \x01(\x01H\x02\x88\x01\x01\x12\x13\n\x06window\x18\x04 \x01(\x03H\x03\x88\x01\x01\x12\x16\n\tconsensus\x18\x05 \x01(\x01H\x04\x88\x01\x01\x12\x13\n\x06\x62udget\x18\x06 \x01(\x03H\x05\x88\x01\x01\x12\x19\n\x0c\x66ork_history\x18\x07 \x01(\x03H\x06\x88\x01\x01\x42\t\n\x07_warmupB\x0f\n\r_keep_percentB\x0c\n\n_thresholdB\t\n\x07_windowB\x0c\n\n_consensusB\t\n\x07_budgetB\x0f\n\r_fork_history\"Z\n\x0fTrajectoryStart\x12\x12\n\ntrajectory\x18\x01 \x01(\x03\x12\x13\n\x06parent\x18\x02 \x01(\x03H\x00\x88\x01\x01\x12\x13\n\x0b\x66ork_offset\x18\x03 \x01(\x03\x42\t\n\x07_parent\"\xbb\x01\n\nTokenChunk\x12)\n\ntrajectory\x18\x01 \x01(\x0b\x32\x15.treecredit.v1.Tensor\x12)\n\nnum_tokens\x18\x02 \x01(\x0b\x32\x15.treecredit.v1.Tensor\x12,\n\rtopk_logprobs\x18\x03 \x01(\x0b\x32\x15.treecredit.v1.Tensor\x12)\n\nconfidence\x18\x04 \x01(\x0b\x32\x15.treecredit.v1.Tensor\"F\n\x10TrajectoryFinish\x12\x12\n\ntrajectory\x18\x01 \x01(\x03\x12\x13\n\x06\x61nswer\x18\x02 \x01(\tH\x00\x88\x01\x01\x42\t\n\x07_answer\"\xc3\x01\n\x0cWatchRequest\x12&\n\x04open\x18\x01 \x01(\x0b\x32\x18.treecredit.v1.WatchOpen\x12.\n\x06starts\x18\x02 \x03(\x0b\x32\x1e.treecredit.v1.TrajectoryStart\x12(\n\x05\x63hunk\x18\x03 \x01(\x0b\x32\x19.treecredit.v1.TokenChunk\x12\x31\n\x08\x66inishes\x18\x04 \x03(\x0b\x32\x1f.treecredit.v1.TrajectoryFinish\"[\n\x0eStopTrajectory\x12\x12\n\ntrajectory\x18\x01 \x01(\x03\x12\r\n\x05token\x18\x02 \x01(\x03\x12\x13\n\x0bwindow_mean\x18\x03 \x01(\x01\x12\x11\n\tthreshold\x18\x04 \x01(\x01\"d\n\x0cStopSampling\x12\x31\n\x06reason\x18\x01 \x01(\x0e\x32!.treecredit.v1.StopSamplingReason\x12\x0e\n\x06\x61nswer\x18\x02 \x01(\t\x12\x11\n\tconsensus\x18\x03 \x01(\x01\"\xea\x02\n\x0cWatchSummary\x12)\n\ntrajectory\x18\x01 \x01(\x0b\x32\x15.treecredit.v1.Tensor\x12&\n\x07verdict\x18\x02 \x01(\x0b\x32\x15.treecredit.v1.Tensor\x12)\n\nnum_tokens\x18\x03 \x01(\x0b\x32\x15.treecredit.v1.Tensor\x12%\n\x06lowest\x18\x04 \x01(\x0b\x32\x15.treecredit.v1.Tensor\x12)\n\nstop_token\x18\x05 \x01(\x0b\x32\x15.treecredit.v1.Tensor\x12\x11\n\tthreshold\x18\x06 \x01(\x01\x12\x0e\n\x06\x61nswer\x18\x07 \x01(\t\x12\x11\n\tconsensus\x18\x08 \x01(\x01\x12\x13\n\x0bvote_labels\x18\t \x03(\t\x12*\n\x0bvote_weight\x18\n \x01(\x0b\x32\x15.treecredit.v1.Tensor\x12\x13\n\x0bidle_closed\x18\x0b \x01(\x08\"\xc5\x01\n\rWatchResponse\x12,\n\x05stops\x18\x01 \x03(\x0b\x32\x1d.treecredit.v1.StopTrajectory\x12\x16\n\tthreshold\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\x32\n\rstop_sampling\x18\x03 \x01(\x0b\x32\x1b.treecredit.v1.StopSampling\x12,\n\x07summary\x18\x04 \x01(\x0b\x32\x1b.treecredit.v1.WatchSummaryB\x0c\n\n_threshold\"\xc0\x01\n\x13SuggestForksRequest\x12%\n\x06\x66orest\x18\x01 \x01(\x0b\x32\x15.treecredit.v1.Forest\x12\r\n\x05top_n\x18\x02 \x01(\x03\x12+\n\x07ranking\x18\x03 \x01(\x0e\x32\x1a.treecredit.v1.ForkRanking\x12\x17\n\ntail_guard\x18\x04 \x01(\x03H\x00\x88\x01\x01\x12\x13\n\x06window\x18\x05 \x01(\x03H\x01\x88\x01\x01\x42\r\n\x0b_tail_guardB\t\n\x07_window\"\xd2\x01\n\x14SuggestForksResponse\x12#\n\x04root\x18\x01 \x01(\x0b\x32\x15.treecredit.v1.Tensor\x12#\n\x04node\x18\x02 \x01(\x0b\x32\x15.treecredit.v1.Tensor\x12%\n\x06offset\x18\x03 \x01(\x0b\x32\x15.treecredit.v1.Tensor\x12$\n\x05score\x18\x04 \x01(\x0b\x32\x15.treecredit.v1.Tensor\x12#\n\x04rank\x18\x05 \x01(\x0b\x32\x15.treecredit.v1.Tensor*\xab\x01\n\x10\x43onfidenceMetric\x12!\n\x1d\x43ONFIDENCE_METRIC_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x43ONFIDENCE_METRIC_LOWEST\x10\x01\x12\x1e\n\x1a\x43ONFIDENCE_METRIC_BOTTOM10\x10\x02\x12\x1a\n\x16\x43ONFIDENCE_METRIC_TAIL\x10\x03\x12\x1a\n\x16\x43ONFIDENCE_METRIC_MEAN\x10\x04*\x80\x01\n\x0bTraceReason\x12\x1c\n\x18TRACE_REASON_UNSPECIFIED\x10\x00\x12\x1a\n\x16TRACE_REASON_CONFIDENT\x10\x01\x12\x1f\n\x1bTRACE_REASON_LOW_CONFIDENCE\x10\x02\x12\x16\n\x12TRACE_REASON_EMPTY\x10\x03*\x8a\x01\n\x0bQueryReason\x12\x1c\n\x18QUERY_REASON_UNSPECIFIED\x10\x00\x12\x1c\n\x18QUERY_REASON_INFORMATIVE\x10\x01\x12\x1e\n\x1aQUERY_REASON_ZERO_VARIANCE\x10\x02\x12\x1f\n\x1bQUERY_REASON_LOW_REFLECTION\x10\x03*\x7f\n\x12StopSamplingReason\x12$\n STOP_SAMPLING_REASON_UNSPECIFIED\x10\x00\x12\"\n\x1eSTOP_SAMPLING_REASON_CONSENSUS\x10\x01\x12\x1f\n\x1bSTOP_SAMPLING_REASON_BUDGET\x10\x02*\x94\x01\n\x11TrajectoryVerdict\x12\"\n\x1eTRAJECTORY_VERDICT_UNSPECIFIED\x10\x00\x12\x1b\n\x17TRAJECTORY_VERDICT_KEPT\x10\x01\x12\x1e\n\x1aTRAJECTORY_VERDICT_STOPPED\x10\x02\x12\x1e\n\x1aTRAJECTORY_VERDICT_CUT_OFF\x10\x03*m\n\x0b\x46orkRanking\x12\x1c\n\x18\x46ORK_RANKING_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x46ORK_RANKING_NEG_LOGPROB\x10\x01\x12\"\n\x1e\x46ORK_RANKING_WINDOW_CONFIDENCE\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1etreecredit/v1/confidence.proto\x12\rtreecredit.v1\x1a\x1atreecredit/v1/forest.proto\x1a\x1etreecredit/v1/structures.proto\"\xd7\x02\n\rFilterRequest\x12%\n\x06\x66orest\x18\x01 \x01(\x0b\x32\x15.treecredit.v1.Forest\x12/\n\x06metric\x18\x02 \x01(\x0e\x32\x1f.treecredit.v1.ConfidenceMetric\x12\x19\n\x0ckeep_percent\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x13\n\x06window\x18\x04 \x01(\x03H\x01\x88\x01\x01\x12\x11\n\x04tail\x18\x05 \x01(\x03H\x02\x88\x01\x01\x12%\n\x06\x61nswer\x18\x06 \x01(\x0b\x32\x15.treecredit.v1.Tensor\x12\x15\n\ranswer_labels\x18\x07 \x03(\t\x12\x15\n\rzero_variance\x18\x08 \x01(\x08\x12\x31\n\nreflection\x18\t \x01(\x0b\x32\x1d.treecredit.v1.ReflectRequestB\x0f\n\r_keep_percentB\t\n\x07_windowB\x07\n\x05_tail\"\xc6\x04\n\x0e\x46ilterResponse\x12#\n\x04keep\x18\x01 \x01(\x0b\x32\x15.treecredit.v1.Tensor\x12%\n\x06metric\x18\x02 \x01(\x0b\x32\x15.treecredit.v1.Tensor\x12%\n\x06reason\x18\x03 \x01(\x0b\x32\x15.treecredit.v1.Tensor\x12(\n\tthreshold\x18\x04 \x01(\x0b\x32\x15.treecredit.v1.Tensor\x12)\n\nquery_keep\x18\x05 \x01(\x0b\x32\x15.treecredit.v1.Tensor\x12+\n\x0cquery_reason\x18\x06 \x01(\x0b\x32\x15.treecredit.v1.Tensor\x12,\n\rzero_variance\x18\x07 \x01(\x0b\x32\x15.treecredit.v1.Tensor\x12\x30\n\x11reflection_spread\x18\x08 \x01(\x0b\x32\x15.treecredit.v1.Tensor\x12*\n\x0bvote_answer\x18\t \x01(\x0b\x32\x15.treecredit.v1.Tensor\x12-\n\x0evote_consensus\x18\n \x01(\x0b\x32\x15.treecredit.v1.Tensor\x12*\n\x0bvotes_group\x18\x0b \x01(\x0b\x32\x15.treecredit.v1.Tensor\x12+\n\x0cvotes_answer\x18\x0c \x01(\x0b\x32\x15.treecredit.v1.Tensor\x12+\n\x0cvotes_weight\x18\r \x01(\x0b\x32\x15.treecredit.v1.Tensor\"\x8f\x02\n\tWatchOpen\x12\x13\n\x06warmup\x18\x01 \x01(\x03H\x00\x88\x01\x01\x12\x19\n\x0ckeep_percent\x18\x02 \x01(\x01H\x01\x88\x01\x01\x12\x16\n\tthreshold\x18\x03 \x01(\x01H\x02\x88\x01\x01\x12\x13\n\x06window\x18\x04 \x01(\x03H\x03\x88\x01\x01\x12\x16\n\tconsensus\x18\x05 \x01(\x01H\x04\x88\x01\x01\x12\x13\n\x06\x62udget\x18\x06 \x01(\x03H\x05\x88\x01\x01\x12\x19\n\x0c\x66ork_history\x18\x07 \x01(\x03H\x06\x88\x01\x01\x42\t\n\x07_warmupB\x0f\n\r_keep_percentB\x0c\n\n_thresholdB\t\n\x07_windowB\x0c\n\n_consensusB\t\n\x07_budgetB\x0f\n\r_fork_history\"Z\n\x0fTrajectoryStart\x12\x12\n\ntrajectory\x18\x01 \x01(\x03\x12\x13\n\x06parent\x18\x02 \x01(\x03H\x00\x88\x01\x01\x12\x13\n\x0b\x66ork_offset\x18\x03 \x01(\x03\x42\t\n\x07_parent\"\xbb\x01\n\nTokenChunk\x12)\n\ntrajectory\x18\x01 \x01(\x0b\x32\x15.treecredit.v1.Tensor\x12)\n\nnum_tokens\x18\x02 \x01(\x0b\x32\x15.treecredit.v1.Tensor\x12,\n\rtopk_logprobs\x18\x03 \x01(\x0b\x32\x15.treecredit.v1.Tensor\x12)\n\nconfidence\x18\x04 \x01(\x0b\x32\x15.treecredit.v1.Tensor\"F\n\x10TrajectoryFinish\x12\x12\n\ntrajectory\x18\x01 \x01(\x03\x12\x13\n\x06\x61nswer\x18\x02 \x01(\tH\x00\x88\x01\x01\x42\t\n\x07_answer\"\xc3\x01\n\x0cWatchRequest\x12&\n\x04open\x18\x01 \x01(\x0b\x32\x18.treecredit.v1.WatchOpen\x12.\n\x06starts\x18\x02 \x03(\x0b\x32\x1e.treecredit.v1.TrajectoryStart\x12(\n\x05\x63hunk\x18\x03 \x01(\x0b\x32\x19.treecredit.v1.TokenChunk\x12\x31\n\x08\x66inishes\x18\x04 \x03(\x0b\x32\x1f.treecredit.v1.TrajectoryFinish\"[\n\x0eStopTrajectory\x12\x12\n\ntrajectory\x18\x01 \x01(\x03\x12\r\n\x05token\x18\x02 \x01(\x03\x12\x13\n\x0bwindow_mean\x18\x03 \x01(\x01\x12\x11\n\tthreshold\x18\x04 \x01(\x01\"d\n\x0cStopSampling\x12\x31\n\x06reason\x18\x01 \x01(\x0e\x32!.treecredit.v1.StopSamplingReason\x12\x0e\n\x06\x61nswer\x18\x02 \x01(\t\x12\x11\n\tconsensus\x18\x03 \x01(\x01\"\xea\x02\n\x0cWatchSummary\x12)\n\ntrajectory\x18\x01 \x01(\x0b\x32\x15.treecredit.v1.Tensor\x12&\n\x07verdict\x18\x02 \x01(\x0b\x32\x15.treecredit.v1.Tensor\x12)\n\nnum_tokens\x18\x03 \x01(\x0b\x32\x15.treecredit.v1.Tensor\x12%\n\x06lowest\x18\x04 \x01(\x0b\x32\x15.treecredit.v1.Tensor\x12)\n\nstop_token\x18\x05 \x01(\x0b\x32\x15.treecredit.v1.Tensor\x12\x11\n\tthreshold\x18\x06 \x01(\x01\x12\x0e\n\x06\x61nswer\x18\x07 \x01(\t\x12\x11\n\tconsensus\x18\x08 \x01(\x01\x12\x13\n\x0bvote_labels\x18\t \x03(\t\x12*\n\x0bvote_weight\x18\n \x01(\x0b\x32\x15.treecredit.v1.Tensor\x12\x13\n\x0bidle_closed\x18\x0b \x01(\x08\"\xc5\x01\n\rWatchResponse\x12,\n\x05stops\x18\x01 \x03(\x0b\x32\x1d.treecredit.v1.StopTrajectory\x12\x16\n\tthreshold\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\x32\n\rstop_sampling\x18\x03 \x01(\x0b\x32\x1b.treecredit.v1.StopSampling\x12,\n\x07summary\x18\x04 \x01(\x0b\x32\x1b.treecredit.v1.WatchSummaryB\x0c\n\n_threshold\"\xc0\x01\n\x13SuggestForksRequest\x12%\n\x06\x66orest\x18\x01 \x01(\x0b\x32\x15.treecredit.v1.Forest\x12\r\n\x05top_n\x18\x02 \x01(\x03\x12+\n\x07ranking\x18\x03 \x01(\x0e\x32\x1a.treecredit.v1.ForkRanking\x12\x17\n\ntail_guard\x18\x04 \x01(\x03H\x00\x88\x01\x01\x12\x13\n\x06window\x18\x05 \x01(\x03H\x01\x88\x01\x01\x42\r\n\x0b_tail_guardB\t\n\x07_window\"\xd2\x01\n\x14SuggestForksResponse\x12#\n\x04root\x18\x01 \x01(\x0b\x32\x15.treecredit.v1.Tensor\x12#\n\x04node\x18\x02 \x01(\x0b\x32\x15.treecredit.v1.Tensor\x12%\n\x06offset\x18\x03 \x01(\x0b\x32\x15.treecredit.v1.Tensor\x12$\n\x05score\x18\x04 \x01(\x0b\x32\x15.treecredit.v1.Tensor\x12#\n\x04rank\x18\x05 \x01(\x0b\x32\x15.treecredit.v1.Tensor*\xab\x01\n\x10\x43onfidenceMetric\x12!\n\x1d\x43ONFIDENCE_METRIC_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x43ONFIDENCE_METRIC_LOWEST\x10\x01\x12\x1e\n\x1a\x43ONFIDENCE_METRIC_BOTTOM10\x10\x02\x12\x1a\n\x16\x43ONFIDENCE_METRIC_TAIL\x10\x03\x12\x1a\n\x16\x43ONFIDENCE_METRIC_MEAN\x10\x04*\x80\x01\n\x0bTraceReason\x12\x1c\n\x18TRACE_REASON_UNSPECIFIED\x10\x00\x12\x1a\n\x16TRACE_REASON_CONFIDENT\x10\x01\x12\x1f\n\x1bTRACE_REASON_LOW_CONFIDENCE\x10\x02\x12\x16\n\x12TRACE_REASON_EMPTY\x10\x03*\x8a\x01\n\x0bQueryReason\x12\x1c\n\x18QUERY_REASON_UNSPECIFIED\x10\x00\x12\x1c\n\x18QUERY_REASON_INFORMATIVE\x10\x01\x12\x1e\n\x1aQUERY_REASON_ZERO_VARIANCE\x10\x02\x12\x1f\n\x1bQUERY_REASON_LOW_REFLECTION\x10\x03*\x7f\n\x12StopSamplingReason\x12$\n STOP_SAMPLING_REASON_UNSPECIFIED\x10\x00\x12\"\n\x1eSTOP_SAMPLING_REASON_CONSENSUS\x10\x01\x12\x1f\n\x1bSTOP_SAMPLING_REASON_BUDGET\x10\x02*\x94\x01\n\x11TrajectoryVerdict\x12\"\n\x1eTRAJECTORY_VERDICT_UNSPECIFIED\x10\x00\x12\x1b\n\x17TRAJECTORY_VERDICT_KEPT\x10\x01\x12\x1e\n\x1aTRAJECTORY_VERDICT_STOPPED\x10\x02\x12\x1e\n\x1aTRAJECTORY_VERDICT_CUT_OFF\x10\x03*m\n\x0b\x46orkRanking\x12\x1c\n\x18\x46ORK_RANKING_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x46ORK_RANKING_NEG_LOGPROB\x10\x01\x12\"\n\x1e\x46ORK_RANKING_WINDOW_CONFIDENCE\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'treecredit.v1.confidence_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CONFIDENCEMETRIC']._serialized_start=3198
-  _globals['_CONFIDENCEMETRIC']._serialized_end=3369
-  _globals['_TRACEREASON']._serialized_start=3372
-  _globals['_TRACEREASON']._serialized_end=3500
-  _globals['_QUERYREASON']._serialized_start=3503
-  _globals['_QUERYREASON']._serialized_end=3641
-  _globals['_STOPSAMPLINGREASON']._serialized_start=3643
-  _globals['_STOPSAMPLINGREASON']._serialized_end=3770
-  _globals['_TRAJECTORYVERDICT']._serialized_start=3773
-  _globals['_TRAJECTORYVERDICT']._serialized_end=3921
-  _globals['_FORKRANKING']._serialized_start=3923
-  _globals['_FORKRANKING']._serialized_end=4032
-  _globals['_REFLECTIONINPUT']._serialized_start=78
-  _globals['_REFLECTIONINPUT']._serialized_end=269
-  _globals['_FILTERREQUEST']._serialized_start=272
-  _globals['_FILTERREQUEST']._serialized_end=616
-  _globals['_FILTERRESPONSE']._serialized_start=619
-  _globals['_FILTERRESPONSE']._serialized_end=1201
-  _globals['_WATCHOPEN']._serialized_start=1204
-  _globals['_WATCHOPEN']._serialized_end=1475
-  _globals['_TRAJECTORYSTART']._serialized_start=1477
-  _globals['_TRAJECTORYSTART']._serialized_end=1567
-  _globals['_TOKENCHUNK']._serialized_start=1570
-  _globals['_TOKENCHUNK']._serialized_end=1757
-  _globals['_TRAJECTORYFINISH']._serialized_start=1759
-  _globals['_TRAJECTORYFINISH']._serialized_end=1829
-  _globals['_WATCHREQUEST']._serialized_start=1832
-  _globals['_WATCHREQUEST']._serialized_end=2027
-  _globals['_STOPTRAJECTORY']._serialized_start=2029
-  _globals['_STOPTRAJECTORY']._serialized_end=2120
-  _globals['_STOPSAMPLING']._serialized_start=2122
-  _globals['_STOPSAMPLING']._serialized_end=2222
-  _globals['_WATCHSUMMARY']._serialized_start=2225
-  _globals['_WATCHSUMMARY']._serialized_end=2587
-  _globals['_WATCHRESPONSE']._serialized_start=2590
-  _globals['_WATCHRESPONSE']._serialized_end=2787
-  _globals['_SUGGESTFORKSREQUEST']._serialized_start=2790
-  _globals['_SUGGESTFORKSREQUEST']._serialized_end=2982
-  _globals['_SUGGESTFORKSRESPONSE']._serialized_start=2985
-  _globals['_SUGGESTFORKSRESPONSE']._serialized_end=3195
+  _globals['_CONFIDENCEMETRIC']._serialized_start=3035
+  _globals['_CONFIDENCEMETRIC']._serialized_end=3206
+  _globals['_TRACEREASON']._serialized_start=3209
+  _globals['_TRACEREASON']._serialized_end=3337
+  _globals['_QUERYREASON']._serialized_start=3340
+  _globals['_QUERYREASON']._serialized_end=3478
+  _globals['_STOPSAMPLINGREASON']._serialized_start=3480
+  _globals['_STOPSAMPLINGREASON']._serialized_end=3607
+  _globals['_TRAJECTORYVERDICT']._serialized_start=3610
+  _globals['_TRAJECTORYVERDICT']._serialized_end=3758
+  _globals['_FORKRANKING']._serialized_start=3760
+  _globals['_FORKRANKING']._serialized_end=3869
+  _globals['_FILTERREQUEST']._serialized_start=110
+  _globals['_FILTERREQUEST']._serialized_end=453
+  _globals['_FILTERRESPONSE']._serialized_start=456
+  _globals['_FILTERRESPONSE']._serialized_end=1038
+  _globals['_WATCHOPEN']._serialized_start=1041
+  _globals['_WATCHOPEN']._serialized_end=1312
+  _globals['_TRAJECTORYSTART']._serialized_start=1314
+  _globals['_TRAJECTORYSTART']._serialized_end=1404
+  _globals['_TOKENCHUNK']._serialized_start=1407
+  _globals['_TOKENCHUNK']._serialized_end=1594
+  _globals['_TRAJECTORYFINISH']._serialized_start=1596
+  _globals['_TRAJECTORYFINISH']._serialized_end=1666
+  _globals['_WATCHREQUEST']._serialized_start=1669
+  _globals['_WATCHREQUEST']._serialized_end=1864
+  _globals['_STOPTRAJECTORY']._serialized_start=1866
+  _globals['_STOPTRAJECTORY']._serialized_end=1957
+  _globals['_STOPSAMPLING']._serialized_start=1959
+  _globals['_STOPSAMPLING']._serialized_end=2059
+  _globals['_WATCHSUMMARY']._serialized_start=2062
+  _globals['_WATCHSUMMARY']._serialized_end=2424
+  _globals['_WATCHRESPONSE']._serialized_start=2427
+  _globals['_WATCHRESPONSE']._serialized_end=2624
+  _globals['_SUGGESTFORKSREQUEST']._serialized_start=2627
+  _globals['_SUGGESTFORKSREQUEST']._serialized_end=2819
+  _globals['_SUGGESTFORKSRESPONSE']._serialized_start=2822
+  _globals['_SUGGESTFORKSRESPONSE']._serialized_end=3032
 # @@protoc_insertion_point(module_scope)

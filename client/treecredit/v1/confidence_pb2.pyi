@@ -1,4 +1,5 @@
 from treecredit.v1 import forest_pb2 as _forest_pb2
+from treecredit.v1 import structures_pb2 as _structures_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -72,20 +73,6 @@ FORK_RANKING_UNSPECIFIED: ForkRanking
 FORK_RANKING_NEG_LOGPROB: ForkRanking
 FORK_RANKING_WINDOW_CONFIDENCE: ForkRanking
 
-class ReflectionInput(_message.Message):
-    __slots__ = ("ell", "rows", "cols", "min_spread", "drop_percent")
-    ELL_FIELD_NUMBER: _ClassVar[int]
-    ROWS_FIELD_NUMBER: _ClassVar[int]
-    COLS_FIELD_NUMBER: _ClassVar[int]
-    MIN_SPREAD_FIELD_NUMBER: _ClassVar[int]
-    DROP_PERCENT_FIELD_NUMBER: _ClassVar[int]
-    ell: _forest_pb2.Tensor
-    rows: _forest_pb2.Tensor
-    cols: _forest_pb2.Tensor
-    min_spread: float
-    drop_percent: float
-    def __init__(self, ell: _Optional[_Union[_forest_pb2.Tensor, _Mapping]] = ..., rows: _Optional[_Union[_forest_pb2.Tensor, _Mapping]] = ..., cols: _Optional[_Union[_forest_pb2.Tensor, _Mapping]] = ..., min_spread: _Optional[float] = ..., drop_percent: _Optional[float] = ...) -> None: ...
-
 class FilterRequest(_message.Message):
     __slots__ = ("forest", "metric", "keep_percent", "window", "tail", "answer", "answer_labels", "zero_variance", "reflection")
     FOREST_FIELD_NUMBER: _ClassVar[int]
@@ -105,8 +92,8 @@ class FilterRequest(_message.Message):
     answer: _forest_pb2.Tensor
     answer_labels: _containers.RepeatedScalarFieldContainer[str]
     zero_variance: bool
-    reflection: ReflectionInput
-    def __init__(self, forest: _Optional[_Union[_forest_pb2.Forest, _Mapping]] = ..., metric: _Optional[_Union[ConfidenceMetric, str]] = ..., keep_percent: _Optional[float] = ..., window: _Optional[int] = ..., tail: _Optional[int] = ..., answer: _Optional[_Union[_forest_pb2.Tensor, _Mapping]] = ..., answer_labels: _Optional[_Iterable[str]] = ..., zero_variance: _Optional[bool] = ..., reflection: _Optional[_Union[ReflectionInput, _Mapping]] = ...) -> None: ...
+    reflection: _structures_pb2.ReflectRequest
+    def __init__(self, forest: _Optional[_Union[_forest_pb2.Forest, _Mapping]] = ..., metric: _Optional[_Union[ConfidenceMetric, str]] = ..., keep_percent: _Optional[float] = ..., window: _Optional[int] = ..., tail: _Optional[int] = ..., answer: _Optional[_Union[_forest_pb2.Tensor, _Mapping]] = ..., answer_labels: _Optional[_Iterable[str]] = ..., zero_variance: _Optional[bool] = ..., reflection: _Optional[_Union[_structures_pb2.ReflectRequest, _Mapping]] = ...) -> None: ...
 
 class FilterResponse(_message.Message):
     __slots__ = ("keep", "metric", "reason", "threshold", "query_keep", "query_reason", "zero_variance", "reflection_spread", "vote_answer", "vote_consensus", "votes_group", "votes_answer", "votes_weight")
