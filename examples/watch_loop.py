@@ -11,9 +11,6 @@ the server stops, starts new ones until the server says to stop sampling, and pr
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
-import sys
 
 import numpy as np
 
@@ -75,10 +72,11 @@ def main() -> None:
     args = parser.parse_args()
     server = None
     if args.target is None:
-        server = subprocess.Popen([sys.executable, "-m", "treecredit_server", "--port", "0", "--metrics-port", "-1"],
-                                  stdout=subprocess.PIPE, text=True)
-        port = next(json.loads(line)["port"] for line in server.stdout if '"serving"' in line)
-        args.target = f"127.0.0.1:{port}"
+        from treecredit_server.process import start_server
+
+        server = start_server("--metrics-port", "-1")
+        server.drain_log()
+        args.target = server.target
     try:
         with treecredit.CreditClient(args.target) as client:
             summary = generate(client)
@@ -88,8 +86,7 @@ def main() -> None:
         print(f"answer {summary.answer!r} with consensus {summary.consensus:.2f}; votes {votes}")
     finally:
         if server is not None:
-            server.terminate()
-            server.wait(30)
+            server.stop()
 
 
 if __name__ == "__main__":
