@@ -21,7 +21,7 @@ WIRE_DTYPES = {code: dtype for code, dtype in _wire._NUMPY_OF.items()}
 small_ints = st.integers(-3, 12)
 any_int64 = st.one_of(small_ints, st.sampled_from(HUGE_INTS), st.integers(-(2**63), 2**63 - 1))
 any_float = st.one_of(st.floats(-4, 4), st.sampled_from([float("nan"), float("inf"), -float("inf"), 0.0, 1e308,
-                                                          -1e-300, 100.0, 100.0001])), st.floats())
+                                                          -1e-300, 100.0, 100.0001]), st.floats())
 dtype_codes = st.one_of(st.sampled_from(sorted(forest_pb2.DataType.values())), st.integers(-(2**31), 2**31 - 1))
 dimensions = st.one_of(st.integers(-2, 6), st.sampled_from(HUGE_INTS))
 
