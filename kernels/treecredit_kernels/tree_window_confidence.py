@@ -366,9 +366,7 @@ def tree_window_confidence_reference(confidence, node_offsets, parent, leaves, *
         if T < window:
             groups = np.array([x.mean()])
         else:
-            cs = np.concatenate([[0.0], np.cumsum(x)])
             groups = np.array([x[i - window:i].sum() / window for i in range(window, T + 1)])
-            del cs
         m = max(1, int(np.floor(0.1 * len(groups))))
         rows.append((groups.min(), np.sort(groups)[:m].mean(), x[T - min(T, tail):].mean(), x.mean(), T))
     a = np.array(rows, dtype=np.float64).reshape(-1, 5)
