@@ -7,7 +7,7 @@
         result = client.score(forest, estimator="tree_grpo")
 """
 
-from treecredit.channel import ROUND_ROBIN, tls_credentials
+from treecredit.channel import RETRY, RETRY_POLICY, ROUND_ROBIN, service_config, tls_credentials
 from treecredit.client import AsyncCreditClient, CreditClient
 from treecredit.confidence import FilterResult, ForkSuggestions
 from treecredit.errors import FailedPrecondition, InvalidArgument, RequestError, ResourceExhausted
@@ -21,7 +21,10 @@ from treecredit.topology import Topology
 from treecredit.watch import AsyncWatchSession, WatchSession, WatchSummary
 
 __all__ = [
+    "RETRY",
+    "RETRY_POLICY",
     "ROUND_ROBIN",
+    "service_config",
     "AsyncCreditClient",
     "CreditClient",
     "DepthProfile",

@@ -96,6 +96,8 @@ def decode_words(
         raise InvalidArgument(f"{field}.shape", f"expected {ndim} dimensions, got {list(shape)}")
     if any(d < 0 for d in shape):
         raise InvalidArgument(f"{field}.shape", f"negative dimension in {list(shape)}")
+    if math.prod(max(d, 1) for d in shape) * _NUMPY_OF[tensor.dtype].itemsize >= 1 << 63:
+        raise InvalidArgument(f"{field}.shape", f"{list(shape)} is too large to address, even when empty")
     elements = math.prod(shape)
     if max_elements is not None and elements > max_elements:
         raise ResourceExhausted(f"{field}.shape", f"{elements} elements exceed the limit of {max_elements}")

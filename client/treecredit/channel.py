@@ -22,6 +22,34 @@ import grpc
 # `ipv4:host1:port1,host2:port2` list), instead of gRPC's default of the first address that connects.
 ROUND_ROBIN = (("grpc.service_config", json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})),)
 
+# Retry a call that failed with UNAVAILABLE (server restarting, connection reset): up to 5 attempts, backoff
+# 0.1 s doubling to 2 s; while no server is reachable, calls wait for one (wait-for-ready) up to their deadline. Unary calls are safe to repeat (a repeated RegisterSharedMemory gets
+# FAILED_PRECONDITION); gRPC retries a stream only before its first response. `treecredit.RETRY` is the channel
+# option; with ROUND_ROBIN too, use `service_config(round_robin=True, retry=True)`.
+RETRY_POLICY = {
+    "maxAttempts": 5,
+    "initialBackoff": "0.1s",
+    "maxBackoff": "2s",
+    "backoffMultiplier": 2,
+    # CANCELLED too: a call that reaches a server in the instant it shuts down may be cancelled by gRPC itself
+    # (a call the application cancels is never retried).
+    "retryableStatusCodes": ["UNAVAILABLE", "CANCELLED"],
+}
+
+
+def service_config(*, round_robin: bool = False, retry: bool = False) -> tuple[tuple[str, str], ...]:
+    """The `grpc.service_config` channel option: round-robin load balancing and/or `RETRY_POLICY`."""
+    config: dict = {}
+    if round_robin:
+        config["loadBalancingConfig"] = [{"round_robin": {}}]
+    if retry:
+        config["methodConfig"] = [{"name": [{"service": "treecredit.v1.CreditService"}], "waitForReady": True,
+                                   "retryPolicy": RETRY_POLICY}]
+    return (("grpc.service_config", json.dumps(config)),)
+
+
+RETRY = service_config(retry=True)
+
 Pem = str | os.PathLike | bytes
 
 

@@ -12,6 +12,7 @@ from grpc_reflection.v1alpha import reflection
 
 from treecredit.v1 import credit_pb2, credit_pb2_grpc
 from treecredit_server import auth, log, metrics, tls
+from treecredit_server.parsing import TolerantParsing
 from treecredit_server.config import Settings
 from treecredit_server.service import CreditService
 
@@ -23,7 +24,7 @@ async def serve(settings: Settings) -> None:
     """Serve until SIGTERM or SIGINT, then drain: NOT_SERVING, refuse new calls, finish in-flight ones."""
     executor = ThreadPoolExecutor(settings.compute_threads, thread_name_prefix="compute")
     server = grpc.aio.server(
-        interceptors=auth.interceptors(settings),
+        interceptors=[*auth.interceptors(settings), TolerantParsing()],
         options=[
             ("grpc.max_receive_message_length", settings.max_message_bytes),
             ("grpc.max_send_message_length", settings.max_message_bytes),

@@ -73,7 +73,7 @@ HELP = {
     "watch_max_trajectories": "most trajectories one Watch session may start",
     "watch_session_mb": "most MiB of window state one Watch session may hold (16 bytes per trajectory per "
     "window + fork_history token)",
-    "watch_idle_seconds": "a Watch stream with no request for this long gets its summary and DEADLINE_EXCEEDED",
+    "watch_idle_seconds": "a Watch stream with no request for this long gets its summary (idle_closed) and ends",
     "max_logits_mb": "most MiB of logits one TokenStats call may read (inline, streamed or in shared memory)",
     "device": "where TokenStats computes: auto (cuda when available, else cpu), cpu or cuda",
     "max_shared_memory_regions": "most shared-memory regions registered at once (0 turns registration off)",

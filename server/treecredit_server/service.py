@@ -23,6 +23,7 @@ from treecredit.v1 import tokens_pb2 as tpb
 from treecredit_server import codec, credit, curriculum, log, metrics, reflection, structured, structures_codec
 from treecredit_server import confidence_codec, filtering, forks, watch
 from treecredit_server import shared_memory, tokens, tokens_codec, trace_confidence
+from treecredit_server.parsing import MalformedRequest
 from treecredit_server.config import Settings
 
 _STATUS_OF = {
@@ -45,6 +46,8 @@ def unary(handler):
         status, response = grpc.StatusCode.OK, None
         metrics.call_started(handler.__name__)
         try:
+            if isinstance(request, MalformedRequest):
+                raise request.refuse()
             response = await handler(self, request, context)
             return response
         except RequestError as error:
@@ -82,7 +85,11 @@ class _CountedRequests:
         self._bytes = 0
 
     async def __aiter__(self):
+        count = 0
         async for request in self._requests:
+            if isinstance(request, MalformedRequest):
+                raise request.refuse(f"requests[{count}]")
+            count += 1
             self._bytes += request.ByteSize()
             yield request
 
@@ -112,7 +119,10 @@ def stream(handler):
     async def written(self, requests, context: grpc.aio.ServicerContext) -> None:
         async with contextlib.aclosing(handler(self, requests, context)) as responses:
             async for response in responses:
-                await context.write(response)
+                try:
+                    await context.write(response)
+                except Exception:  # grpc's ExecuteBatchError: the client cancelled, timed out or went away
+                    raise asyncio.CancelledError from None
 
     return client_stream(written)
 
@@ -198,6 +208,8 @@ class CreditService(pb_grpc.CreditServiceServicer):
         if not request.HasField("open"):
             raise InvalidArgument("open", "the first request of a stream must open the session")
         session = self._watch_sessions.open(confidence_codec.decode_watch_open(request.open))
+        metrics.SESSIONS_OPEN.set(len(self._watch_sessions))
+        ended = "cancelled"  # unless the stream gets to its summary or a refusal
         try:
             while request is not None:
                 response = await self._off_loop(self._watch_step, session, request)
@@ -210,8 +222,16 @@ class CreditService(pb_grpc.CreditServiceServicer):
                 if request is not None and request.HasField("open"):
                     raise InvalidArgument("open", "only the first request of a stream opens the session")
             yield confidence_codec.encode_summary(session.summary(), idle=request is not None)
+            ended = "idle" if request is not None else "closed"
+        except RequestError:
+            ended = "refused"
+            raise
         finally:
             self._watch_sessions.close(session)
+            metrics.SESSIONS_OPEN.set(len(self._watch_sessions))
+            # One line per session however it ended: every started trajectory has exactly one final verdict.
+            _log.info("watch_session", request_id=dict(context.invocation_metadata() or ()).get("x-request-id"),
+                      ended=ended, **session.verdict_counts())
 
     def _watch_step(self, session: watch.WatchSession, request: cpb.WatchRequest) -> cpb.WatchResponse:
         decisions = session.opened() if request.HasField("open") else watch.Decisions([])

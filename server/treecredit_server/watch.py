@@ -138,7 +138,10 @@ class WatchSession:
         self._ids = np.zeros(0, np.int64)      # trajectory ids, sorted
         self._slot_of = np.zeros(0, np.int64)  # their slots
         self.size = 0                          # trajectories started
-        capacity = 8
+        # Rows are allocated as trajectories start, never more than the limits allow (a window of 2^20 is 32 MiB
+        # a row): opening a session allocates nothing the client could not have started.
+        self._max_slots = min(max_trajectories, max_bytes // (options.ring * BYTES_PER_RING_ENTRY))
+        capacity = min(8, self._max_slots)
         self._id = np.zeros(capacity, np.int64)
         self._count = np.zeros(capacity, np.int64)
         self._total = np.zeros(capacity)
@@ -281,6 +284,11 @@ class WatchSession:
         return Summary(self._id[:n].copy(), verdict, self._count[:n].copy(), self._lowest_of(np.arange(n)),
                        self._stop_token[:n].copy(), self.threshold, answer, beta, dict(self._votes))
 
+    def verdict_counts(self) -> dict[str, int]:
+        """Trajectories started, and how many hold each final verdict (those still running are cut off)."""
+        counts = np.bincount(self.summary().verdict, minlength=max(Verdict) + 1)
+        return {"started": self.size, **{verdict.name.lower(): int(counts[verdict]) for verdict in Verdict}}
+
     def vote(self) -> tuple[str, float]:
         """The answer with the most weight (the smallest among ties) and its share β, or ("", NaN)."""
         total = sum(self._votes.values())
@@ -301,7 +309,7 @@ class WatchSession:
         capacity = len(self._id)
         if needed <= capacity:
             return
-        extra = min(max(capacity, needed - capacity), max(self._max_trajectories - capacity, needed - capacity))
+        extra = min(max(capacity, needed - capacity), max(self._max_slots - capacity, needed - capacity))
         for name, fill in (("_id", 0), ("_count", 0), ("_total", 0.0), ("_lowest", np.inf), ("_status", 0),
                            ("_stop_token", -1), ("_oldest", 0), ("_prefix", 0.0), ("_lowest_at", np.inf)):
             array = getattr(self, name)

@@ -132,7 +132,7 @@ def messages(draw, message_class, depth: int = 0):
     for field in message_class.DESCRIPTOR.fields:
         if not draw(st.booleans()):
             continue
-        repeated = field.label == FieldDescriptor.LABEL_REPEATED
+        repeated = field.is_repeated
         if field.message_type is not None:
             if depth >= 3:
                 continue
@@ -155,7 +155,7 @@ def _message_class(field: FieldDescriptor):
 
 
 # -- Watch event streams ------------------------------------------------------------------------------
-trajectory_ids = st.one_of(st.integers(0, 4), st.sampled_from([-1, 2**62, -(2**63)]))
+trajectory_ids = st.one_of(st.integers(0, 4), st.integers(0, 4), st.sampled_from([-1, 2**62, -(2**63)]))
 
 
 @st.composite
@@ -175,7 +175,7 @@ def watch_events(draw) -> list[confidence_pb2.WatchRequest]:
                 options[name] = draw(values)
         requests.append(pb.WatchRequest(open=pb.WatchOpen(**options)))
     for _ in range(draw(st.integers(0, 12))):
-        kind = draw(st.sampled_from(["start", "start", "fork", "chunk", "chunk", "chunk", "finish", "open", "raw"]))
+        kind = draw(st.sampled_from(["start"] * 3 + ["fork"] * 2 + ["chunk"] * 4 + ["finish"] * 2 + ["open", "raw"]))
         if kind in ("start", "fork"):
             start = pb.TrajectoryStart(trajectory=draw(trajectory_ids))
             if kind == "fork":
@@ -184,15 +184,17 @@ def watch_events(draw) -> list[confidence_pb2.WatchRequest]:
             requests.append(pb.WatchRequest(starts=[start]))
         elif kind == "chunk":
             trajectory = draw(st.lists(trajectory_ids, max_size=3))
-            counts = draw(st.lists(st.integers(-1, 4), min_size=len(trajectory), max_size=len(trajectory)))
-            if not draw(st.integers(0, 5)):
-                counts = counts[:-1] + [draw(st.integers(-1, 4))] * 2  # a length off
-            total = max(sum(counts), 0) + draw(st.sampled_from([0, 0, 0, 1, -1]))
+            counts = draw(st.lists(st.integers(0, 4), min_size=len(trajectory), max_size=len(trajectory)))
+            if not draw(st.integers(0, 7)):
+                counts = counts[:-1] + [draw(st.integers(-1, 4))] * 2  # a length off, or negative
+            total = max(sum(counts), 0) + draw(st.sampled_from([0] * 8 + [1, -1]))
             chunk = pb.TokenChunk(trajectory=_wire.encode(np.array(trajectory, np.int64)),
                                   num_tokens=_wire.encode(np.array(counts, np.int64)))
-            which = draw(st.sampled_from(["confidence", "topk_logprobs", "both", "raw"]))
+            which = draw(st.sampled_from(["confidence"] * 4 + ["topk_logprobs", "both", "raw"]))
             if which in ("confidence", "both"):
-                chunk.confidence.CopyFrom(draw(tensors(length=max(total, 0), ndim=1)))
+                good = st.lists(st.floats(0, 3), min_size=max(total, 0), max_size=max(total, 0)).map(
+                    lambda values: _wire.encode(np.array(values, np.float64)))
+                chunk.confidence.CopyFrom(draw(st.one_of(good, good, tensors(length=max(total, 0), ndim=1))))
             if which in ("topk_logprobs", "both"):
                 chunk.topk_logprobs.CopyFrom(draw(tensors(length=max(total, 0), ndim=2)))
             if which == "raw":
@@ -208,3 +210,127 @@ def watch_events(draw) -> list[confidence_pb2.WatchRequest]:
         else:
             requests.append(draw(messages(pb.WatchRequest)))
     return requests
+
+
+# -- valid requests, then mutated ---------------------------------------------------------------------
+def valid_request(name: str, rng: np.random.Generator):
+    """A request `name` would answer OK (TokenStatsStream: a list of chunks), from the SDK's own builders."""
+    import treecredit
+    from forests import random_forest
+    from treecredit.client import score_request
+    from treecredit.confidence import filter_request, forks_request
+    from treecredit.structures import curriculum_request
+    from treecredit.tokens import token_stats_call
+    from treecredit.v1 import tokens_pb2
+
+    forest = random_forest(rng, groups=2, trees_per_group=2, max_depth=3, max_tokens=4, topk=3)
+    if name == "Score":
+        return score_request(forest, str(rng.choice(["grpo", "tree_grpo", "treerl", "value_diff"])),
+                             window=int(rng.integers(1, 5)), tail=int(rng.integers(1, 5)))
+    if name == "Filter":
+        leaves = forest.leaves
+        return filter_request(forest, window=int(rng.integers(1, 5)), zero_variance=bool(rng.integers(2)),
+                              answers=[str(a) for a in rng.integers(0, 3, len(leaves))])
+    if name == "SuggestForks":
+        request = forks_request(forest, window=int(rng.integers(1, 5)), tail_guard=int(rng.integers(0, 3)),
+                                ranking=str(rng.choice(["neg_logprob", "window_confidence"])))
+        request.forest.logprobs.CopyFrom(_wire.encode(-rng.exponential(1.0, int(forest.num_tokens.sum()))))
+        return request
+    if name == "Reflect":
+        return treecredit.Reflection([rng.normal(size=(int(rng.integers(1, 4)), int(rng.integers(1, 4))))
+                                      for _ in range(int(rng.integers(1, 3)))]).to_proto()
+    if name == "Curriculum":
+        histories = []
+        for _ in range(int(rng.integers(1, 3))):
+            history = treecredit.CurriculumHistory(int(rng.integers(1, 4)))
+            for _ in range(int(rng.integers(0, 5))):
+                history.record(int(rng.integers(0, history.num_steps)), float(rng.integers(0, 2)))
+            histories.append(history)
+        return curriculum_request(histories, window=int(rng.integers(1, 5)))
+    if name in ("TokenStats", "TokenStatsStream"):
+        rows, vocab = int(rng.integers(1, 6)), int(rng.integers(1, 9))
+        logits = rng.normal(size=(rows, vocab)).astype(np.float32)
+        method, request = token_stats_call(logits, rng.integers(0, vocab, rows), k=int(rng.integers(1, vocab + 1)),
+                                           chunk_rows=2 if name == "TokenStatsStream" else None)
+        return list(request) if name == "TokenStatsStream" else request
+    if name == "RegisterSharedMemory":
+        return tokens_pb2.RegisterSharedMemoryRequest(name="r", key="treecredit_fuzz_absent", byte_size=64)
+    return None  # the others have no structure worth keeping
+
+
+@st.composite
+def perturbed_tensors(draw, tensor: forest_pb2.Tensor) -> forest_pb2.Tensor:
+    """`tensor` with one thing wrong: an entry extreme, one entry more or less, another dtype, a shape claim the
+    bytes do not back, or replaced outright."""
+    how = draw(st.sampled_from(["entry", "length", "dtype", "shape", "replace"]))
+    dtype = WIRE_DTYPES.get(tensor.dtype)
+    shape = list(tensor.shape)
+    if (how == "replace" or dtype is None or not shape or min(shape) < 0
+            or len(tensor.data) != int(np.prod(shape, dtype=object)) * dtype.itemsize):
+        return draw(tensors())  # nothing consistent to perturb
+    array = np.frombuffer(tensor.data, dtype).reshape(shape)
+    if how == "shape":
+        return forest_pb2.Tensor(dtype=tensor.dtype, shape=draw(st.lists(dimensions, max_size=3)), data=tensor.data)
+    if how == "dtype":
+        code = draw(st.sampled_from(sorted(WIRE_DTYPES)))
+        with np.errstate(all="ignore"):
+            cast = array.astype(np.float64).astype(WIRE_DTYPES[code])
+        return forest_pb2.Tensor(dtype=code, shape=cast.shape, data=cast.tobytes())
+    array = np.array(array)
+    if how == "length" or not array.size:
+        array = array[:-1] if draw(st.booleans()) and len(array) else np.concatenate([array, array[:1]])
+    else:
+        flat = array.reshape(-1)
+        index = draw(st.integers(0, flat.size - 1))
+        extreme = (any_float if dtype.kind == "f" else
+                   st.sampled_from([-2, -1, 0, 1, 2**40, -(2**40), 2**62]) if dtype.itemsize >= 8 else
+                   st.sampled_from([-2, -1, 0, 1, 2**30, -(2**30)]) if dtype.itemsize == 4 else st.integers(0, 255))
+        with np.errstate(all="ignore"):
+            flat[index] = np.array(draw(extreme)).astype(dtype) if dtype.kind != "b" else draw(st.booleans())
+    return forest_pb2.Tensor(dtype=tensor.dtype, shape=array.shape, data=array.tobytes())
+
+
+@st.composite
+def mutated(draw, message):
+    """`message` (a copy) with 0-3 fields anywhere in it changed: a tensor perturbed, a scalar extreme, a
+    sub-message random or cleared."""
+    message = type(message).FromString(message.SerializeToString())
+    for _ in range(draw(st.integers(0, 3))):
+        target = message
+        while True:
+            field = draw(st.sampled_from(list(target.DESCRIPTOR.fields)))
+            current = getattr(target, field.name)
+            if field.message_type is None:
+                values = _scalar(field)
+                if field.is_repeated:
+                    current[:] = draw(st.lists(values, max_size=4))
+                else:
+                    setattr(target, field.name, draw(values))
+                break
+            if field.is_repeated:
+                if len(current) and draw(st.booleans()):
+                    target = current[draw(st.integers(0, len(current) - 1))]
+                    continue
+                current.add().CopyFrom(draw(messages(_message_class(field), 1)))
+                break
+            if field.message_type is forest_pb2.Tensor.DESCRIPTOR:
+                if draw(st.integers(0, 5)):
+                    current.CopyFrom(draw(perturbed_tensors(current)))
+                else:
+                    target.ClearField(field.name)
+                break
+            if target.HasField(field.name) and draw(st.integers(0, 3)):
+                target = current
+                continue
+            current.CopyFrom(draw(messages(_message_class(field), 1)))
+            break
+    return message
+
+
+@st.composite
+def requests(draw, name: str, message_class):
+    """Mostly a valid request with a few things wrong; sometimes any message at all."""
+    base = valid_request(name, np.random.default_rng(draw(st.integers(0, 2**32 - 1))))
+    if base is None or not draw(st.integers(0, 4)):
+        return draw(messages(message_class))
+    return draw(mutated(base))

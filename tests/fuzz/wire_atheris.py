@@ -1,0 +1,45 @@
+"""Coverage-guided fuzzing of the wire decoder with atheris (optional: `pip install atheris`).
+
+    python tests/fuzz/wire_atheris.py -runs=100000        # or without -runs: until stopped
+
+Each input is split into a decode call's arguments and the bytes of a `Tensor` message; the decoder must
+return an array that matches the bytes, or raise `treecredit.errors.RequestError`, and nothing else.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import atheris
+
+with atheris.instrument_imports():
+    from google.protobuf.message import DecodeError
+
+    from treecredit import _wire
+    from treecredit.errors import RequestError
+    from treecredit.v1 import forest_pb2
+
+GROUPS = (_wire.INTEGER, _wire.FLOAT, _wire.LOW_FLOAT, _wire.MASK)
+
+
+def one_input(data: bytes) -> None:
+    provider = atheris.FuzzedDataProvider(data)
+    dtypes = GROUPS[provider.ConsumeIntInRange(0, len(GROUPS) - 1)]
+    ndim = provider.ConsumeIntInRange(1, 3)
+    max_elements = provider.ConsumeIntInRange(-1, 1 << 20)
+    tensor = forest_pb2.Tensor()
+    try:
+        tensor.ParseFromString(provider.ConsumeBytes(provider.remaining_bytes()))
+    except DecodeError:
+        return
+    try:
+        array = _wire.decode(tensor, "x", dtypes=dtypes, ndim=ndim, max_elements=None if max_elements < 0 else max_elements)
+    except RequestError:
+        return
+    itemsize = 2 if tensor.dtype == forest_pb2.DATA_TYPE_BFLOAT16 else array.itemsize
+    assert array.size * itemsize == len(tensor.data) and list(array.shape) == list(tensor.shape)
+
+
+if __name__ == "__main__":
+    atheris.Setup(sys.argv, one_input)
+    atheris.Fuzz()
