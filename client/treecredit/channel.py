@@ -37,15 +37,20 @@ RETRY_POLICY = {
 }
 
 
-def service_config(*, round_robin: bool = False, retry: bool = False) -> tuple[tuple[str, str], ...]:
-    """The `grpc.service_config` channel option: round-robin load balancing and/or `RETRY_POLICY`."""
+# gRPC can retry a call only while it still holds the whole request: past 256 KiB (its default) a large forest
+# would be sent once and never retried. These let requests up to the message limit be retried.
+RETRY_BUFFERS = (("grpc.per_rpc_retry_buffer_size", 512 << 20), ("grpc.retry_buffer_size", 1 << 30))
+
+
+def service_config(*, round_robin: bool = False, retry: bool = False) -> tuple[tuple[str, object], ...]:
+    """Channel options: round-robin load balancing and/or `RETRY_POLICY` (with `RETRY_BUFFERS`)."""
     config: dict = {}
     if round_robin:
         config["loadBalancingConfig"] = [{"round_robin": {}}]
     if retry:
         config["methodConfig"] = [{"name": [{"service": "treecredit.v1.CreditService"}], "waitForReady": True,
                                    "retryPolicy": RETRY_POLICY}]
-    return (("grpc.service_config", json.dumps(config)),)
+    return (("grpc.service_config", json.dumps(config)), *(RETRY_BUFFERS if retry else ()))
 
 
 RETRY = service_config(retry=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -22,7 +21,6 @@ _log = log.get("treecredit.server")
 
 async def serve(settings: Settings) -> None:
     """Serve until SIGTERM or SIGINT, then drain: NOT_SERVING, refuse new calls, finish in-flight ones."""
-    executor = ThreadPoolExecutor(settings.compute_threads, thread_name_prefix="compute")
     server = grpc.aio.server(
         interceptors=[*auth.interceptors(settings), TolerantParsing()],
         options=[
@@ -30,7 +28,8 @@ async def serve(settings: Settings) -> None:
             ("grpc.max_send_message_length", settings.max_message_bytes),
         ]
     )
-    credit_pb2_grpc.add_CreditServiceServicer_to_server(CreditService(settings, executor), server)
+    credit_service = CreditService(settings)
+    credit_pb2_grpc.add_CreditServiceServicer_to_server(credit_service, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -55,5 +54,5 @@ async def serve(settings: Settings) -> None:
     _log.info("draining", grace_seconds=settings.grace_seconds)
     await health_servicer.enter_graceful_shutdown()
     await server.stop(settings.grace_seconds)
-    executor.shutdown(wait=True)
+    credit_service.shutdown()
     _log.info("stopped")

@@ -15,8 +15,8 @@ import grpc
 from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection
 
-from treecredit_server import metrics
 from treecredit_server.config import Settings
+from treecredit_server.refusal import refusing_handler
 
 OPEN_SERVICES = frozenset({
     health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
@@ -39,19 +39,6 @@ def interceptors(settings: Settings) -> list[grpc.aio.ServerInterceptor]:
     return [BearerTokenAuth(read_tokens(settings.auth_tokens_file))] if settings.auth_tokens_file else []
 
 
-async def _unauthenticated(request, context: grpc.aio.ServicerContext) -> None:
-    await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or invalid bearer token in `authorization` metadata")
-
-
-# One refusing handler per RPC shape (request_streaming, response_streaming).
-_REFUSE = {
-    (False, False): grpc.unary_unary_rpc_method_handler(_unauthenticated),
-    (False, True): grpc.unary_stream_rpc_method_handler(_unauthenticated),
-    (True, False): grpc.stream_unary_rpc_method_handler(_unauthenticated),
-    (True, True): grpc.stream_stream_rpc_method_handler(_unauthenticated),
-}
-
-
 class BearerTokenAuth(grpc.aio.ServerInterceptor):
     """Refuse calls to services outside `OPEN_SERVICES` unless they carry one of `tokens`."""
 
@@ -71,5 +58,5 @@ class BearerTokenAuth(grpc.aio.ServerInterceptor):
         _, service, method = handler_call_details.method.split("/")
         if handler is None or service in OPEN_SERVICES or self._accepts(handler_call_details.invocation_metadata):
             return handler
-        metrics.REQUESTS.labels(method, grpc.StatusCode.UNAUTHENTICATED.name).inc()
-        return _REFUSE[handler.request_streaming, handler.response_streaming]
+        return refusing_handler(handler, method, grpc.StatusCode.UNAUTHENTICATED,
+                                "missing or invalid bearer token in `authorization` metadata")

@@ -26,6 +26,7 @@ class Settings:
     max_message_mb: int = 512
     grace_seconds: float = 10.0
     compute_threads: int = 4
+    session_threads: int = 2
     log_level: str = "info"
     max_nodes: int = Limits.max_nodes
     max_tokens: int = Limits.max_tokens
@@ -59,6 +60,7 @@ HELP = {
     "max_message_mb": "largest gRPC message accepted or sent, MiB",
     "grace_seconds": "on SIGTERM/SIGINT, how long in-flight calls may take to finish",
     "compute_threads": "threads that run computations off the event loop",
+    "session_threads": "threads that apply Watch events, apart from the computations so stop decisions never queue",
     "log_level": "debug, info, warning or error",
     "max_nodes": "most nodes in one forest",
     "max_tokens": "most tokens in one forest",

@@ -10,7 +10,7 @@ import contextlib
 import functools
 import time
 import uuid
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
 
 import grpc
 
@@ -128,9 +128,12 @@ def stream(handler):
 
 
 class CreditService(pb_grpc.CreditServiceServicer):
-    def __init__(self, settings: Settings, executor: Executor):
+    def __init__(self, settings: Settings):
         self._limits = settings.limits
-        self._executor = executor
+        # Batch computations and Watch events run on separate threads, so that a stop decision never waits
+        # behind a large Score or Filter.
+        self._compute = ThreadPoolExecutor(settings.compute_threads, thread_name_prefix="compute")
+        self._sessions = ThreadPoolExecutor(settings.session_threads, thread_name_prefix="sessions")
         self._watch_sessions = watch.WatchSessions(settings.watch_max_sessions, settings.watch_max_trajectories,
                                                    settings.watch_session_mb << 20)
         self._watch_idle_seconds = settings.watch_idle_seconds
@@ -138,8 +141,13 @@ class CreditService(pb_grpc.CreditServiceServicer):
                                                                  settings.max_shared_memory_mb << 20)
         self._compute_stats = functools.partial(tokens.compute, device=tokens.check_device(settings.device))
 
-    async def _off_loop(self, function, *args):
-        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+    def shutdown(self) -> None:
+        """Wait for the computations in flight, then free the threads."""
+        self._compute.shutdown(wait=True)
+        self._sessions.shutdown(wait=True)
+
+    async def _off_loop(self, function, *args, executor: Executor | None = None):
+        return await asyncio.get_running_loop().run_in_executor(executor or self._compute, function, *args)
 
     @unary
     async def Score(self, request: pb.ScoreRequest, context) -> pb.ScoreResponse:
@@ -212,7 +220,7 @@ class CreditService(pb_grpc.CreditServiceServicer):
         ended = "cancelled"  # unless the stream gets to its summary or a refusal
         try:
             while request is not None:
-                response = await self._off_loop(self._watch_step, session, request)
+                response = await self._off_loop(self._watch_step, session, request, executor=self._sessions)
                 if response.ByteSize():
                     yield response
                 try:
