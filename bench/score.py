@@ -21,8 +21,8 @@ import numpy as np
 
 import treecredit
 from treecredit.client import CHANNEL_OPTIONS, score_request
-from treecredit_server import credit
-from treecredit_server.forest import ForestArrays
+from treecredit_server.compute import credit
+from treecredit_server.compute.forest import ForestArrays
 from treecredit_server.process import start_server
 
 ECHO = "/bench.Echo/Echo"

@@ -20,9 +20,13 @@ from treecredit.v1 import credit_pb2 as pb
 from treecredit.v1 import credit_pb2_grpc as pb_grpc
 from treecredit.v1 import structures_pb2 as spb
 from treecredit.v1 import tokens_pb2 as tpb
-from treecredit_server import codec, credit, curriculum, log, metrics, reflection, structured, structures_codec
-from treecredit_server import confidence_codec, filtering, forks, watch
-from treecredit_server import shared_memory, tokens, tokens_codec, trace_confidence
+from treecredit_server import log, metrics, shared_memory
+from treecredit_server.codec import confidence as confidence_codec
+from treecredit_server.codec import score as score_codec
+from treecredit_server.codec import structures as structures_codec
+from treecredit_server.codec import tokens as tokens_codec
+from treecredit_server.compute import credit, curriculum, filtering, forks, reflection, structured, tokens
+from treecredit_server.compute import trace_confidence, watch
 from treecredit_server.parsing import MalformedRequest
 from treecredit_server.config import Settings
 
@@ -154,15 +158,15 @@ class CreditService(pb_grpc.CreditServiceServicer):
         return await self._off_loop(self._score, request)
 
     def _score(self, request: pb.ScoreRequest) -> pb.ScoreResponse:
-        forest = codec.decode_forest(request.forest, self._limits)
-        estimator = codec.decode_estimator(request.estimator)
-        options = codec.decode_score_options(request.options)
+        forest = score_codec.decode_forest(request.forest, self._limits)
+        estimator = score_codec.decode_estimator(request.estimator)
+        options = score_codec.decode_score_options(request.options)
         trace_options = tokens_codec.decode_trace_options(request.options)
         inputs = structures_codec.decode_score_inputs(request, forest, estimator, self._limits)
         prepared = structured.prepare(forest, estimator, inputs, normalize_std=options["normalize_std"])
         result = credit.score(prepared.forest, estimator, **options, max_sibling_pairs=self._limits.max_sibling_pairs,
                               leaf_advantage=prepared.leaf_advantage)
-        response = structures_codec.encode_score_extras(codec.encode_credit(result, estimator), prepared)
+        response = structures_codec.encode_score_extras(score_codec.encode_credit(result, estimator), prepared)
         trace = trace_confidence.score_trace_confidence(forest, **trace_options)
         return tokens_codec.add_trace_confidence(response, trace)
 

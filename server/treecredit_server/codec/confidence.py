@@ -9,14 +9,14 @@ import numpy as np
 from treecredit import _wire
 from treecredit.errors import InvalidArgument, ResourceExhausted
 from treecredit.v1 import confidence_pb2 as pb
-from treecredit_server.codec import MAX_TOPK, decode_forest
+from treecredit_server.codec.score import MAX_TOPK, decode_forest
 from treecredit_server.config import Limits
-from treecredit_server.filtering import Metric, Verdicts
-from treecredit_server.forest import ForestArrays
-from treecredit_server.forks import Forks, Ranking
-from treecredit_server.reflection import check_queries
-from treecredit_server.structures_codec import decode_reflect
-from treecredit_server.watch import Chunk, Decisions, Summary, WatchOptions
+from treecredit_server.compute.filtering import Metric, Verdicts
+from treecredit_server.compute.forest import ForestArrays
+from treecredit_server.compute.forks import Forks, Ranking
+from treecredit_server.compute.reflection import check_queries
+from treecredit_server.codec.structures import decode_reflect
+from treecredit_server.compute.watch import Chunk, Decisions, Summary, WatchOptions
 
 MAX_WINDOW = 1 << 20
 

@@ -11,9 +11,9 @@ from enum import Enum, IntEnum
 
 import numpy as np
 
-from treecredit_server.forest import ForestArrays
-from treecredit_server.reflection import reflect
-from treecredit_server.trace_confidence import trajectory_confidence
+from treecredit_server.compute.forest import ForestArrays
+from treecredit_server.compute.reflection import reflect
+from treecredit_server.compute.trace_confidence import trajectory_confidence
 
 
 class Metric(Enum):

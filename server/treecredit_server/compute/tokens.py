@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from treecredit_server.tensors import as_tensor
+from treecredit_server.compute.tensors import as_tensor
 
 DEVICES = ("auto", "cpu", "cuda")
 DEFAULT_K = 20

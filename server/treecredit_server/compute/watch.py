@@ -18,7 +18,7 @@ from enum import IntEnum
 import numpy as np
 
 from treecredit.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
-from treecredit_server.filtering import grouped_threshold
+from treecredit_server.compute.filtering import grouped_threshold
 
 BYTES_PER_RING_ENTRY = 16  # a float64 prefix sum and a float64 lowest-so-far
 

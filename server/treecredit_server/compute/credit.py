@@ -11,7 +11,7 @@ from enum import Enum
 import numpy as np
 
 from treecredit.errors import ResourceExhausted
-from treecredit_server.forest import ForestArrays
+from treecredit_server.compute.forest import ForestArrays
 
 EPS = 1e-6
 

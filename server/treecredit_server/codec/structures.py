@@ -13,13 +13,13 @@ from treecredit import _wire
 from treecredit.errors import InvalidArgument, ResourceExhausted
 from treecredit.v1 import credit_pb2 as pb
 from treecredit.v1 import structures_pb2 as spb
-from treecredit_server import curriculum, srl
-from treecredit_server.codec import decode_forest
+from treecredit_server.compute import curriculum, srl
+from treecredit_server.codec.score import decode_forest
 from treecredit_server.config import Limits
-from treecredit_server.credit import Estimator
-from treecredit_server.forest import ForestArrays
-from treecredit_server.reflection import Reflection, check_queries
-from treecredit_server.structured import Prepared, StructureInputs
+from treecredit_server.compute.credit import Estimator
+from treecredit_server.compute.forest import ForestArrays
+from treecredit_server.compute.reflection import Reflection, check_queries
+from treecredit_server.compute.structured import Prepared, StructureInputs
 
 
 def _array(message, field: str, name: str, dtypes, *, length: int | None = None,

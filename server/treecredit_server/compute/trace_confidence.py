@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from treecredit.errors import InvalidArgument
-from treecredit_server.forest import ForestArrays
-from treecredit_server.tensors import as_tensor
+from treecredit_server.compute.forest import ForestArrays
+from treecredit_server.compute.tensors import as_tensor
 
 
 @dataclass(frozen=True)

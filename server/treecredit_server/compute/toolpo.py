@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from treecredit.errors import InvalidArgument
-from treecredit_server.credit import z_scores
-from treecredit_server.forest import ForestArrays
+from treecredit_server.compute.credit import z_scores
+from treecredit_server.compute.forest import ForestArrays
 
 
 def advantages(forest: ForestArrays, action_reward: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -15,12 +15,12 @@ from treecredit.errors import InvalidArgument, ResourceExhausted
 from treecredit.v1 import credit_pb2
 from treecredit.v1 import forest_pb2 as fpb
 from treecredit.v1 import tokens_pb2 as pb
-from treecredit_server.codec import MAX_TOPK
+from treecredit_server.codec.score import MAX_TOPK
 from treecredit_server.config import MiB, Limits
-from treecredit_server.confidence_codec import _window
+from treecredit_server.codec.confidence import _window
 from treecredit_server.shared_memory import Region, SharedMemoryRegistry
-from treecredit_server.tokens import DEFAULT_K, MAX_K, LogitsInput, Stats, TopkInput
-from treecredit_server.trace_confidence import TraceConfidence
+from treecredit_server.compute.tokens import DEFAULT_K, MAX_K, LogitsInput, Stats, TopkInput
+from treecredit_server.compute.trace_confidence import TraceConfidence
 
 # Logit element types and the numpy dtype their bytes are viewed as (bfloat16: its raw words).
 _LOGIT_DTYPES = {

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from treecredit.errors import InvalidArgument
-from treecredit_server.credit import segment_stats, z_scores
-from treecredit_server.forest import ForestArrays
+from treecredit_server.compute.credit import segment_stats, z_scores
+from treecredit_server.compute.forest import ForestArrays
 
 MIN_STD = 1e-4
 UNPARSED_REWARD = -1.0

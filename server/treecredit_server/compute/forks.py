@@ -8,8 +8,8 @@ from enum import Enum
 import numpy as np
 
 from treecredit.errors import InvalidArgument
-from treecredit_server.trace_confidence import masked_confidence, token_confidence
-from treecredit_server.forest import ForestArrays
+from treecredit_server.compute.trace_confidence import masked_confidence, token_confidence
+from treecredit_server.compute.forest import ForestArrays
 
 
 class Ranking(Enum):

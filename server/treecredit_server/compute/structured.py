@@ -10,9 +10,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from treecredit_server import reflection, srl, toolpo
-from treecredit_server.credit import Estimator
-from treecredit_server.forest import ForestArrays
+from treecredit_server.compute import reflection, srl, toolpo
+from treecredit_server.compute.credit import Estimator
+from treecredit_server.compute.forest import ForestArrays
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from treecredit.errors import InvalidArgument
-from treecredit_server.forest import ForestArrays
+from treecredit_server.compute.forest import ForestArrays
 
 WINDOW = 64
 ADVANCE_AT = 0.8

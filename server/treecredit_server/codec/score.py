@@ -11,8 +11,8 @@ from treecredit.errors import InvalidArgument, ResourceExhausted
 from treecredit.v1 import credit_pb2 as pb
 from treecredit.v1 import forest_pb2
 from treecredit_server.config import Limits
-from treecredit_server.credit import Credit, Estimator
-from treecredit_server.forest import ForestArrays
+from treecredit_server.compute.credit import Credit, Estimator
+from treecredit_server.compute.forest import ForestArrays
 
 MAX_TOPK = 64
 
