@@ -1,1 +1,2 @@
-"""treecredit's gRPC service: `codec` (wire <-> arrays), `credit` (the math), `service` (RPCs), `app` (the server)."""
+"""treecredit's gRPC service: `service` (the RPCs) over `codec` (messages <-> arrays) over `compute` (the math);
+`app` runs the server."""
