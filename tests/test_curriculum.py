@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections import defaultdict
-from pathlib import Path
 
 import grpc
 import numpy as np
@@ -127,10 +124,3 @@ def test_rollouts_outside_any_demonstration(client):
     with pytest.raises(grpc.RpcError) as error:
         client._stub.Curriculum(message, timeout=30)
     assert "trunk_end: leaf 5 is in a tree without a demonstration trunk" in error.value.details()
-
-
-def test_example_runs_against_a_live_server(server):
-    example = Path(__file__).parents[1] / "examples" / "curriculum.py"
-    run = subprocess.run([sys.executable, str(example), "--target", server.target],
-                         capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, run.stderr

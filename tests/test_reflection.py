@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
 
 import grpc
 import numpy as np
@@ -117,10 +114,3 @@ def test_score_reflection_must_match_groups(client):
         client.score(forest, "grpo", reflection=treecredit.Reflection([np.zeros((3, 2))]))
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "reflection.rows[0]: 3 rollouts, but group 0 has 2 leaves" in error.value.details()
-
-
-def test_example_runs_against_a_live_server(server):
-    example = Path(__file__).parents[1] / "examples" / "reflection.py"
-    run = subprocess.run([sys.executable, str(example), "--target", server.target],
-                         capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, run.stderr

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import difflib
-import subprocess
-import sys
-from pathlib import Path
 
 import grpc
 import numpy as np
@@ -109,10 +106,3 @@ def test_leaf_at_a_root_is_rejected(client):
         client.score(forest, "srl", step_similarity=treecredit.StepSimilarity())
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "forest.parent[0]" in error.value.details()
-
-
-def test_example_runs_against_a_live_server(server):
-    example = Path(__file__).parents[1] / "examples" / "srl.py"
-    run = subprocess.run([sys.executable, str(example), "--target", server.target],
-                         capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, run.stderr

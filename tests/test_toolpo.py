@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
 
 import grpc
 import numpy as np
@@ -95,10 +92,3 @@ def test_tool_calls_with_another_estimator(client):
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "tool_calls: is only read by ESTIMATOR_TOOLPO" in error.value.details()
     assert client.score(FOREST, "grpo").scope == "leaf"  # still serving
-
-
-def test_example_runs_against_a_live_server(server):
-    example = Path(__file__).parents[1] / "examples" / "toolpo.py"
-    run = subprocess.run([sys.executable, str(example), "--target", server.target],
-                         capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, run.stderr
