@@ -155,3 +155,14 @@ def test_not_json_and_bad_output_suffix(capsys, tmp_path):
     assert status == 2 and "broken.json: is not JSON" in err
     status, _, err = run(capsys, "render", EXAMPLE, "-o", tmp_path / "credit.png")
     assert status == 2 and "must end in .svg or .html" in err
+
+
+@pytest.mark.parametrize("estimator", ["toolpo", "srl"])
+def test_estimators_that_need_more_than_a_forest_are_not_offered(capsys, estimator):
+    # A forest file carries no tool-call masks or action texts: the SDK scores these (examples/toolpo.py, srl.py).
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["score", str(EXAMPLE), "--estimator", estimator, "--target", "127.0.0.1:1"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument --estimator: invalid choice: '{estimator}'" in err
+    assert "{grpo,tree_grpo,treerl,value_diff}" in err  # the usage line lists what is offered

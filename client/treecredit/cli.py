@@ -7,7 +7,8 @@
 advantages as JSON). `render` draws the trees coloured by advantage. Both score through a server
 (`--target`, default $TREECREDIT_TARGET or 127.0.0.1:50051); `render` of a file that already carries
 advantages (the output of `score --format json`) needs no server unless `--target` is given.
-The file format: docs/FOREST_JSON.md.
+The file format: docs/FOREST_JSON.md. `--estimator` is one of grpo, tree_grpo, treerl, value_diff: toolpo
+and srl need inputs beyond the forest and are scored from the SDK.
 """
 
 from __future__ import annotations
@@ -27,8 +28,10 @@ from treecredit.errors import RequestError
 from treecredit.v1 import credit_pb2
 
 DEFAULT_TARGET = "127.0.0.1:50051"
-ESTIMATORS = [credit_pb2.Estimator.Name(v).removeprefix("ESTIMATOR_").lower()
-              for v in credit_pb2.Estimator.values() if v != credit_pb2.ESTIMATOR_UNSPECIFIED]
+# toolpo and srl also need per-leaf inputs (tool-call masks, action texts) that a forest file does not carry:
+# they are scored from the SDK (examples/toolpo.py, examples/srl.py), not offered here.
+ESTIMATORS = [credit_pb2.Estimator.Name(v).removeprefix("ESTIMATOR_").lower() for v in credit_pb2.Estimator.values()
+              if v not in (credit_pb2.ESTIMATOR_UNSPECIFIED, credit_pb2.ESTIMATOR_TOOLPO, credit_pb2.ESTIMATOR_SRL)]
 
 
 def main(argv: list[str] | None = None) -> int:
