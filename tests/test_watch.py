@@ -4,16 +4,23 @@ cancellation, many sessions at once, bad input."""
 from __future__ import annotations
 
 import asyncio
+import math
+import queue
+import random
 import threading
 import time
 
 import grpc
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import treecredit
+from treecredit.v1 import confidence_pb2, credit_pb2_grpc
+from treecredit.watch import STOP_REASONS, WatchSummary, finish_request, open_request, start_request, tokens_request
 from treecredit_server.process import start_server
-from watch_replay import random_stream, replay
+from watch_replay import Plan, Replay, Step, apply, interleave, path, random_stream, replay
 
 
 def drive(session, events) -> None:
@@ -85,6 +92,51 @@ def test_a_fork_inherits_its_prefix_window(client):
     summary = session.summary
     assert summary.num_tokens.tolist() == [4, 6, 2, 4]
     assert summary.verdict.tolist() == ["cut_off", "stopped", "cut_off", "stopped"]
+
+
+# The issue's smallest case: W = 4, warm-up 2, keep 50 %: threshold percentile([0.2, 3], 50) = 1.6.
+# Trajectory 2 forks trajectory 0 after its ten tokens, whose lowest window mean is 0.2.
+SMALL_CASE = dict(warmup=2, keep_percent=50.0, window=4, consensus=1.0)
+DIPPING = [2, 2, 2, 2, .2, .2, .2, .2, 2, 2]
+
+
+@pytest.mark.parametrize("fork_starts", ["before the threshold", "after the threshold"])
+def test_a_fork_below_the_threshold_is_stopped_at_its_fork_point_whenever_it_starts(client, fork_starts):
+    with client.watch(**SMALL_CASE) as session:
+        session.start(0)
+        session.start(1)
+        session.tokens([0, 1], confidence=DIPPING + [3] * 10, num_tokens=[10, 10])
+        if fork_starts == "before the threshold":
+            session.start(2, parent=0, offset=10)
+        session.finish(0, "A")
+        session.finish(1, "B")
+        assert_eventually(lambda: session.threshold is not None)  # every earlier response has arrived
+        if fork_starts == "after the threshold":
+            session.start(2, parent=0, offset=10)
+            assert_eventually(lambda: session.is_stopped(2))  # so the STOP answered the start itself
+        session.tokens(2, confidence=[3] * 6)  # in flight: dropped
+        session.finish(2, "A")
+    stop = session.stops[2]
+    assert (stop.token, stop.window_mean, stop.threshold) == (9, pytest.approx(0.2), pytest.approx(1.6))
+    summary = session.summary
+    assert summary.verdict.tolist() == ["kept", "kept", "stopped"]
+    assert summary.stop_token.tolist() == [-1, -1, 9]
+    assert summary.num_tokens.tolist() == [10, 10, 10]
+    assert summary.votes == {"A": pytest.approx(0.2), "B": pytest.approx(3.0)}
+
+
+def test_a_fork_of_a_fork_may_not_reach_before_the_window_state_it_inherited(client):
+    # W = 2, fork_history = 2: a ring of 4 prefix sums. Trajectory 1 forks 0 at 8 when 0 has 10 tokens: it
+    # inherits P_7..P_10, so the earliest offset its own forks may take is 8 (the window P_7..P_8).
+    with pytest.raises(grpc.RpcError) as caught:
+        with client.watch(threshold=0.1, window=2, fork_history=2) as session:
+            session.start(0)
+            session.tokens(0, confidence=np.full(10, 2.0))
+            session.start(1, parent=0, offset=8)
+            session.start(2, parent=1, offset=8)  # the oldest allowed
+            session.start(3, parent=1, offset=7)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert caught.value.details().startswith("starts[0].fork_offset: 7 is outside [8, 8]")
 
 
 def test_fork_offsets_outside_the_kept_history_are_refused(client):
@@ -229,3 +281,143 @@ def test_many_sessions_at_once_over_asyncio(server):
             await asyncio.gather(*(one(client, seed) for seed in range(24)))
 
     asyncio.run(main())
+
+
+# -- one session under several interleavings, request by request, against the replay ----------------
+VALUES = (0.25, 0.5, 1.0, 2.0, 3.0)  # sums and window means (W a power of two) are exact: no ties broken by rounding
+
+
+@st.composite
+def sessions(draw):
+    """(options, fork_history, plans): forks of forks at offsets no earlier than their parent's fork point."""
+    window = draw(st.sampled_from([1, 2, 4]))
+    options = dict(window=window, consensus=draw(st.sampled_from([0.5, 0.8, 1.0])),
+                   budget=draw(st.integers(1, 10)))
+    if draw(st.booleans()):
+        options["threshold"] = draw(st.sampled_from([0.5, 1.0, 1.5, 2.5]))
+    else:
+        options.update(warmup=draw(st.integers(0, 3)), keep_percent=draw(st.sampled_from([25.0, 50.0, 100.0])))
+    plans: list[Plan] = []
+    for t in range(draw(st.integers(1, 8))):
+        parent = draw(st.none() | st.integers(0, t - 1)) if t else None
+        offset = 0 if parent is None else draw(st.integers(plans[parent].offset, len(path(plans, parent))))
+        plans.append(Plan(parent, offset, tuple(draw(st.lists(st.sampled_from(VALUES), max_size=8))),
+                          draw(st.sampled_from(["A", "B", None])), draw(st.integers(0, 5)) > 0))
+    return options, draw(st.sampled_from([0, 1, 3, 8])), plans
+
+
+class LockStep:
+    """A raw Watch stream driven one request at a time: every response is read where the replay expects one."""
+
+    def __init__(self, stub, options: dict, fork_history: int):
+        self._requests: queue.SimpleQueue = queue.SimpleQueue()
+        self._responses = stub.Watch(iter(self._requests.get, None), timeout=60)
+        self._requests.put(open_request(**options, fork_history=fork_history))
+
+    def send(self, events):
+        request = confidence_pb2.WatchRequest()
+        for event in events:
+            if event[0] == "start":
+                request.MergeFrom(start_request(event[1], event[2], event[3]))
+            elif event[0] == "tokens":
+                request.MergeFrom(tokens_request(event[1], confidence=event[3], num_tokens=event[2]))
+            else:
+                request.MergeFrom(finish_request(event[1], event[2]))
+        self._requests.put(request)
+
+    def response(self):
+        return next(self._responses)
+
+    def close(self):
+        self._requests.put(None)
+        *rest, last = list(self._responses)
+        return rest, last
+
+
+def assert_step(response, step: Step) -> None:
+    """One response equals what the replay says the request caused."""
+    assert response.HasField("summary") is False
+    stops = {s.trajectory: (s.token, s.window_mean, s.threshold) for s in response.stops}
+    assert len(stops) == len(response.stops)
+    assert stops.keys() == step.stops.keys()
+    for t, (token, mean, threshold) in step.stops.items():
+        assert stops[t][0] == token
+        np.testing.assert_allclose(stops[t][1:], [mean, threshold], rtol=1e-12)
+    assert response.HasField("threshold") == (step.threshold is not None)
+    if step.threshold is not None:
+        np.testing.assert_allclose(response.threshold, step.threshold, rtol=1e-12)
+    assert response.HasField("stop_sampling") == (step.stop_sampling is not None)
+    if step.stop_sampling is not None:
+        reason, answer, beta = step.stop_sampling
+        got = response.stop_sampling
+        assert (STOP_REASONS[got.reason], got.answer) == (reason, answer)
+        np.testing.assert_allclose(got.consensus, beta, rtol=1e-12)
+
+
+def static_verdict(full_path: list[float], offset: int, window: int, threshold: float, finishes: bool):
+    """Section 5 on one trajectory alone, for one started after its threshold was known: stopped at its fork
+    point if its inherited prefix holds a full window below it, else at the first new full window below it."""
+    means = [sum(full_path[i - window:i]) / window for i in range(window, len(full_path) + 1)]
+    below = [i for i, mean in zip(range(window, len(full_path) + 1), means) if mean < threshold]
+    if below and below[0] <= offset:
+        return "stopped", offset - 1
+    if below:
+        return "stopped", below[0] - 1
+    return ("kept" if finishes else "cut_off"), -1
+
+
+@pytest.fixture(scope="module")
+def stub(server):
+    with grpc.insecure_channel(server.target) as channel:
+        yield credit_pb2_grpc.CreditServiceStub(channel)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(session=sessions(), seeds=st.lists(st.integers(0, 2**32), min_size=3, max_size=3, unique=True))
+def test_verdicts_do_not_depend_on_interleaving_or_when_forks_start(stub, session, seeds):
+    options, fork_history, plans = session
+    outcomes = []
+    for seed in seeds:
+        reference = Replay(**options)
+        stream = LockStep(stub, options, fork_history)
+        if reference.threshold is not None:  # a fixed threshold is announced at open
+            assert_step(stream.response(), Step(threshold=reference.threshold))
+        known_at_start = {}
+        for events in interleave(plans, options, fork_history, random.Random(seed)):
+            step = Step()
+            for event in events:
+                if event[0] == "start":
+                    known_at_start[event[1]] = reference.threshold is not None
+                caused = apply(reference, event)
+                step.stops.update(caused.stops)
+                step.threshold = caused.threshold if caused.threshold is not None else step.threshold
+                step.stop_sampling = caused.stop_sampling or step.stop_sampling
+            stream.send(events)
+            if step:
+                assert_step(stream.response(), step)
+        rest, last = stream.close()
+        assert rest == []  # no decision the replay did not expect
+        summary = WatchSummary.from_proto(last.summary)
+        assert summary.trajectory.tolist() == reference.order
+        assert dict(zip(reference.order, summary.verdict.tolist())) == reference.verdicts()
+        assert dict(zip(reference.order, summary.stop_token.tolist())) == \
+            {t: reference.stops.get(t, -1) for t in reference.order}
+        assert summary.num_tokens.tolist() == [len(reference.confidence[t]) for t in reference.order]
+        np.testing.assert_allclose(summary.lowest, [reference.lowest(t) for t in reference.order], rtol=1e-12)
+        assert summary.votes.keys() == reference.votes.keys()
+        np.testing.assert_allclose([summary.votes[a] for a in reference.votes], list(reference.votes.values()),
+                                   rtol=1e-12)
+        # What the definition fixes whatever the order: a trajectory started once the threshold was known
+        # (and not one of the warm-up) has the verdict its path and the threshold give it.
+        for t in reference.order:
+            if known_at_start[t] and reference.order.index(t) >= reference.warmup and not math.isnan(
+                    reference.threshold):
+                assert (reference.verdicts()[t], reference.stops.get(t, -1)) == static_verdict(
+                    path(plans, t), plans[t].offset, options["window"], reference.threshold, plans[t].finishes)
+        outcomes.append(reference)
+    if "threshold" in options:  # nothing order-dependent is left: the same verdicts, stops and votes every time
+        first = outcomes[0]
+        for other in outcomes[1:]:
+            assert other.verdicts() == first.verdicts() and other.stops == first.stops
+            assert other.votes.keys() == first.votes.keys()
+            np.testing.assert_allclose([other.votes[a] for a in first.votes], list(first.votes.values()))

@@ -158,7 +158,8 @@ class WatchSession:
         return Decisions([], threshold=self.threshold if self.threshold_set else None)
 
     def start(self, trajectory: int, parent: int | None, fork_offset: int, field: str) -> Decisions:
-        """A new trajectory (a fork inherits the first `fork_offset` tokens of `parent`)."""
+        """A new trajectory (a fork inherits the first `fork_offset` tokens of `parent`). A fork that inherits a
+        full window below a known threshold is stopped at once, at token `fork_offset - 1`."""
         if self.size >= self._max_trajectories:
             raise ResourceExhausted(field, f"a session holds at most {self._max_trajectories} trajectories")
         if (self.size + 1) * self.options.ring * BYTES_PER_RING_ENTRY > self._max_bytes:
@@ -192,6 +193,10 @@ class WatchSession:
         self._slot_of = np.insert(self._slot_of, position, slot)
         self.size += 1
         decisions = Decisions([])
+        # A fork inherits its prefix's windows: one already below a known threshold stops it at its fork point,
+        # before any new token, as it would have been had it started before the threshold was set.
+        if self._eligible(np.array([slot]))[0] and self._lowest[slot] < self.threshold:
+            decisions.stops.append(self._stop(slot, float(self._lowest[slot])))
         if self.size >= self.options.budget:
             decisions.stop_sampling = self._stop_sampling(StopReason.BUDGET)
         return decisions
