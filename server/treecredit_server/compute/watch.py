@@ -182,7 +182,8 @@ class WatchSession:
             if not lowest_offset <= fork_offset <= count:
                 raise InvalidArgument(f"{field}.fork_offset", f"{fork_offset} is outside [{lowest_offset}, {count}]: "
                                       f"trajectory {parent} has {count} tokens and keeps the window state of its last "
-                                      f"fork_history = {self.options.ring - self.options.window} of them")
+                                      f"fork_history = {self.options.ring - self.options.window} of them, and no more "
+                                      "than it inherited")
             self._prefix[slot], self._lowest_at[slot] = self._prefix[source], self._lowest_at[source]
             self._oldest[slot] = max(self._oldest[source], count - self.options.ring + 1)
             cell = fork_offset % self.options.ring
