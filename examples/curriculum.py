@@ -25,7 +25,8 @@ with treecredit.CreditClient(args.target, timeout=30) as client:
         depths = plan.sample_start_depths(16, rng)
         for depth in depths:
             history.record(depth, float(rng.random() < skill[depth]))
-        print(f"round {round_}: stage {plan.stage[0]} of {num_steps}, sampling depths {sorted(set(depths.tolist()))}, "
+        print(f"round {round_}: stage {plan.stage[0]} of {num_steps} ({plan.rollouts_before_advance[0]} rollouts "
+              f"before it can advance), sampling depths {sorted(set(depths.tolist()))}, "
               f"failing step {plan.failing_step[0] or '-'}")
     plan = client.curriculum([history], mode="mixed", window=16)
 print("success rate per start depth:", np.round(plan.success_rate[0], 2).tolist(),

@@ -169,8 +169,12 @@ MODES = {"staged": pb.CURRICULUM_MODE_STAGED, "mixed": pb.CURRICULUM_MODE_MIXED}
 
 @dataclass
 class CurriculumHistory:
-    """The rollouts run so far for one demonstration of `num_steps` steps, in the order they were run:
-    start depth (0..S; stage s starts at S - s) and outcome reward of each."""
+    """The rollouts run so far for one demonstration of S = `num_steps` steps, in the order they were run:
+    start depth (0..S-1; stage s = 1..S starts at S - s) and outcome reward of each.
+
+    A stage advances once the success rate of its last `window` rollouts reaches `advance_at`: it needs a full
+    window of rollouts from its start depth first (`CurriculumPlan.rollouts_before_advance` says how many more),
+    and a mastered stage never falls back."""
 
     num_steps: int
     start_depth: list[int] = field(default_factory=list)
@@ -178,7 +182,8 @@ class CurriculumHistory:
 
     def record(self, start_depth: int, reward: float) -> None:
         if not 0 <= start_depth < self.num_steps:
-            raise ValueError(f"start depth {start_depth} is outside 0..{self.num_steps - 1}")
+            raise ValueError(f"start depth {start_depth} is outside 0..{self.num_steps - 1}: stage s = 1..S starts "
+                             f"at depth S - s, and from depth S = {self.num_steps} there is no step left to take")
         self.start_depth.append(int(start_depth))
         self.reward.append(float(reward))
 
@@ -216,8 +221,10 @@ def curriculum_request(histories: Sequence[CurriculumHistory], *, mode: str = "s
 
 @dataclass
 class CurriculumPlan:
-    """Per demonstration (D): `num_steps`, `stage` (1..S), `complete`, `failing_step` (0: none) `[D]`;
-    per start depth k = 0..S_max: `sample_probability`, `success_rate` (NaN: no rollouts), `rollouts` `[D, S_max+1]`."""
+    """Per demonstration (D): `num_steps`, `stage` (1..S), `complete`, `failing_step` (0: none),
+    `rollouts_before_advance` (rollouts still to run from the stage's start depth before it has a full window
+    and can advance; 0 once it has) `[D]`; per start depth k = 0..S_max: `sample_probability`, `success_rate`
+    (NaN: no rollouts), `rollouts` `[D, S_max+1]`. A mastered stage never falls back."""
 
     num_steps: np.ndarray
     stage: np.ndarray
@@ -226,6 +233,7 @@ class CurriculumPlan:
     success_rate: np.ndarray
     rollouts: np.ndarray
     failing_step: np.ndarray
+    rollouts_before_advance: np.ndarray
 
     @classmethod
     def from_proto(cls, message: pb.CurriculumResponse) -> CurriculumPlan:

@@ -98,7 +98,7 @@ class CurriculumRequest(_message.Message):
     def __init__(self, forest: _Optional[_Union[_forest_pb2.Forest, _Mapping]] = ..., trunk_end: _Optional[_Union[_forest_pb2.Tensor, _Mapping]] = ..., mode: _Optional[_Union[CurriculumMode, str]] = ..., window: _Optional[int] = ..., advance_at: _Optional[float] = ..., success_at: _Optional[float] = ...) -> None: ...
 
 class CurriculumResponse(_message.Message):
-    __slots__ = ("num_steps", "stage", "complete", "sample_probability", "success_rate", "rollouts", "failing_step")
+    __slots__ = ("num_steps", "stage", "complete", "sample_probability", "success_rate", "rollouts", "failing_step", "rollouts_before_advance")
     NUM_STEPS_FIELD_NUMBER: _ClassVar[int]
     STAGE_FIELD_NUMBER: _ClassVar[int]
     COMPLETE_FIELD_NUMBER: _ClassVar[int]
@@ -106,6 +106,7 @@ class CurriculumResponse(_message.Message):
     SUCCESS_RATE_FIELD_NUMBER: _ClassVar[int]
     ROLLOUTS_FIELD_NUMBER: _ClassVar[int]
     FAILING_STEP_FIELD_NUMBER: _ClassVar[int]
+    ROLLOUTS_BEFORE_ADVANCE_FIELD_NUMBER: _ClassVar[int]
     num_steps: _forest_pb2.Tensor
     stage: _forest_pb2.Tensor
     complete: _forest_pb2.Tensor
@@ -113,4 +114,5 @@ class CurriculumResponse(_message.Message):
     success_rate: _forest_pb2.Tensor
     rollouts: _forest_pb2.Tensor
     failing_step: _forest_pb2.Tensor
-    def __init__(self, num_steps: _Optional[_Union[_forest_pb2.Tensor, _Mapping]] = ..., stage: _Optional[_Union[_forest_pb2.Tensor, _Mapping]] = ..., complete: _Optional[_Union[_forest_pb2.Tensor, _Mapping]] = ..., sample_probability: _Optional[_Union[_forest_pb2.Tensor, _Mapping]] = ..., success_rate: _Optional[_Union[_forest_pb2.Tensor, _Mapping]] = ..., rollouts: _Optional[_Union[_forest_pb2.Tensor, _Mapping]] = ..., failing_step: _Optional[_Union[_forest_pb2.Tensor, _Mapping]] = ...) -> None: ...
+    rollouts_before_advance: _forest_pb2.Tensor
+    def __init__(self, num_steps: _Optional[_Union[_forest_pb2.Tensor, _Mapping]] = ..., stage: _Optional[_Union[_forest_pb2.Tensor, _Mapping]] = ..., complete: _Optional[_Union[_forest_pb2.Tensor, _Mapping]] = ..., sample_probability: _Optional[_Union[_forest_pb2.Tensor, _Mapping]] = ..., success_rate: _Optional[_Union[_forest_pb2.Tensor, _Mapping]] = ..., rollouts: _Optional[_Union[_forest_pb2.Tensor, _Mapping]] = ..., failing_step: _Optional[_Union[_forest_pb2.Tensor, _Mapping]] = ..., rollouts_before_advance: _Optional[_Union[_forest_pb2.Tensor, _Mapping]] = ...) -> None: ...

@@ -166,6 +166,6 @@ def encode_plan(plan: curriculum.Plan) -> spb.CurriculumResponse:
     out = spb.CurriculumResponse()
     for field, dtype in (("num_steps", np.int64), ("stage", np.int64), ("complete", np.bool_),
                          ("sample_probability", np.float64), ("success_rate", np.float64),
-                         ("rollouts", np.int64), ("failing_step", np.int64)):
+                         ("rollouts", np.int64), ("failing_step", np.int64), ("rollouts_before_advance", np.int64)):
         _wire.encode(getattr(plan, field), dtype, into=getattr(out, field))
     return out

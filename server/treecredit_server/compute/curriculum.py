@@ -1,7 +1,8 @@
 """R³ reverse curriculum (ALGORITHMS.md section 10) over a forest of demonstrations and their rollouts.
 
-Each demonstration is a trunk of depth S in its own tree; every other leaf is a rollout forked from
-the trunk at its start depth, node order being the order the rollouts were run. The schedule is
+Each demonstration is a trunk of depth S in its own tree, ending at a leaf; every other leaf is a rollout
+forked from the trunk at its start depth 0..S-1, node order being the order the rollouts were run. A stage
+advances only once a full `window` of rollouts exists at its start depth, and a mastered stage never falls back. The schedule is
 replayed from this history on every call, so the service keeps no state. Whole-array numpy with one
 loop over stages.
 """
@@ -31,6 +32,7 @@ class Plan:
     success_rate: np.ndarray        # float64 [D, S_max + 1], NaN where no rollouts
     rollouts: np.ndarray            # int64 [D, S_max + 1]
     failing_step: np.ndarray        # int64 [D], 0 if none
+    rollouts_before_advance: np.ndarray  # int64 [D]: max(0, window - rollouts from the current stage's depth)
 
 
 def rollouts(forest: ForestArrays, trunk_end: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -44,6 +46,12 @@ def rollouts(forest: ForestArrays, trunk_end: np.ndarray) -> tuple[np.ndarray, n
     if (num_steps < 1).any():
         d = int(np.argmax(num_steps < 1))
         raise InvalidArgument(f"trunk_end[{d}]", f"node {trunk_end[d]} is a root; a demonstration needs a step")
+    has_children = np.ones(forest.num_nodes, bool)
+    has_children[forest.leaves] = False
+    if has_children[trunk_end].any():
+        d = int(np.argmax(has_children[trunk_end]))
+        raise InvalidArgument(f"trunk_end[{d}]", f"node {trunk_end[d]} has children; the trunk ends at a leaf (a rollout "
+                                                 f"from depth S = {num_steps[d]} would have no step left to take)")
     root = topology.root[trunk_end]
     _, first = np.unique(root, return_index=True)
     if len(first) < len(root):
@@ -127,12 +135,15 @@ def plan(
     # Walking back from the end of the trunk, the first tried depth that falls short names the next step.
     short = (success_rate < advance_at) & (depth < num_steps[:, None])
     deepest_short = np.where(short, depth, -1).max(axis=1, initial=-1)
+    per_depth = counts.reshape(num_demos, width)
+    at_stage = per_depth[np.arange(num_demos), num_steps - stage]
     return Plan(
         num_steps=num_steps.astype(np.int64),
         stage=stage,
         complete=complete,
         sample_probability=sample_probability,
         success_rate=success_rate,
-        rollouts=counts.reshape(num_demos, width),
+        rollouts=per_depth,
         failing_step=deepest_short + 1,
+        rollouts_before_advance=np.maximum(window - at_stage, 0),
     )
