@@ -100,6 +100,11 @@ def test_bad_input(client, case):
     assert field in error.value.details()
 
 
+def test_an_expert_trajectory_without_actions_is_refused_by_its_index():
+    with pytest.raises(ValueError, match=r"^actions\[1\]: expert trajectory 1 has no actions"):
+        treecredit.srl_batch(EXPERT * 3, [ACTIONS[0], [[], [], []], ACTIONS[0]])
+
+
 def test_leaf_at_a_root_is_rejected(client):
     forest = treecredit.Forest.from_arrays([-1], group=[0], reward=[1.0])
     with pytest.raises(grpc.RpcError) as error:

@@ -77,12 +77,16 @@ def srl_batch(expert_steps: Sequence[Sequence[str]],
     """The forest and inputs of an SRL batch: `actions[r][k]` are the model's actions for step k+1 of
     expert trajectory r (None: unparseable). Each trajectory is a trunk (root, e_1, e_2, ...) in its own
     group; the actions for step k are leaves forked from the trunk at depth k-1. Leaf rewards are
-    placeholders (0): the service scores the action texts."""
+    placeholders (0): the service scores the action texts. Every trajectory needs at least one action
+    (ValueError naming `actions[r]` otherwise): one without any has nothing to score."""
     forest = Forest()
     leaf_parents, leaf_actions = [], []
     for r, per_step in enumerate(actions):
-        trunk = [forest.add(None, group=r)]
         deepest = max((k for k, step_actions in enumerate(per_step) if step_actions), default=-1)
+        if deepest < 0:
+            raise ValueError(f"actions[{r}]: expert trajectory {r} has no actions; give each trajectory at least "
+                             "one, or leave it out")
+        trunk = [forest.add(None, group=r)]
         for _ in range(deepest):
             trunk.append(forest.add(trunk[-1]))
         for k, step_actions in enumerate(per_step[: deepest + 1]):
