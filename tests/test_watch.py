@@ -1,5 +1,6 @@
-"""Watch over real gRPC: online decisions equal an offline replay; forks, consensus, budget, cut-offs,
-cancellation, many sessions at once, bad input."""
+"""Watch over real gRPC: online decisions equal an event-by-event replay of the definition (tests/watch_replay.py),
+request by request and under several interleavings of one session; forks (started before or after the threshold),
+consensus, budget, cut-offs, cancellation, many sessions at once, bad input."""
 
 from __future__ import annotations
 
@@ -398,10 +399,7 @@ def test_verdicts_do_not_depend_on_interleaving_or_when_forks_start(stub, sessio
             for event in events:
                 if event[0] == "start":
                     known_at_start[event[1]] = reference.threshold is not None
-                caused = apply(reference, event)
-                step.stops.update(caused.stops)
-                step.threshold = caused.threshold if caused.threshold is not None else step.threshold
-                step.stop_sampling = caused.stop_sampling or step.stop_sampling
+                step.add(apply(reference, event))
             stream.send(events)
             if step:
                 assert_step(stream.response(), step)
@@ -417,6 +415,10 @@ def test_verdicts_do_not_depend_on_interleaving_or_when_forks_start(stub, sessio
         assert summary.votes.keys() == reference.votes.keys()
         np.testing.assert_allclose([summary.votes[a] for a in reference.votes], list(reference.votes.values()),
                                    rtol=1e-12)
+        answer, beta = reference.vote()
+        assert summary.answer == answer
+        np.testing.assert_allclose([summary.consensus, summary.threshold],
+                                   [beta, math.nan if reference.threshold is None else reference.threshold], rtol=1e-12)
         # What the definition fixes whatever the order: a trajectory started once the threshold was known
         # (and not one of the warm-up) has the verdict its path and the threshold give it.
         for t in reference.order:

@@ -23,6 +23,13 @@ class Step:
     def __bool__(self) -> bool:
         return bool(self.stops) or self.threshold is not None or self.stop_sampling is not None
 
+    def add(self, other: Step) -> Step:
+        """Both steps' decisions, as one response carries them."""
+        self.stops.update(other.stops)
+        self.threshold = other.threshold if other.threshold is not None else self.threshold
+        self.stop_sampling = other.stop_sampling or self.stop_sampling
+        return self
+
 
 def percentile(values: list[float], q: float) -> float:
     """numpy's linear percentile (the definition's); NaN for no values."""
@@ -144,8 +151,7 @@ def apply(session: Replay, event: tuple) -> Step:
     step = Step()
     bounds = np.cumsum([0, *sizes])
     for j, t in enumerate(chosen):
-        caused = session.tokens(t, values[bounds[j]:bounds[j + 1]])
-        step.stops.update(caused.stops)
+        step.add(session.tokens(t, values[bounds[j]:bounds[j + 1]]))
     return step
 
 

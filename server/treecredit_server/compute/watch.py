@@ -196,7 +196,7 @@ class WatchSession:
         decisions = Decisions([])
         # A fork inherits its prefix's windows: one already below a known threshold stops it at its fork point,
         # before any new token, as it would have been had it started before the threshold was set.
-        if self._eligible(np.array([slot]))[0] and self._lowest[slot] < self.threshold:
+        if self._eligible(slot) and self._lowest[slot] < self.threshold:
             decisions.stops.append(self._stop(slot, float(self._lowest[slot])))
         if self.size >= self.options.budget:
             decisions.stop_sampling = self._stop_sampling(StopReason.BUDGET)
@@ -327,7 +327,7 @@ class WatchSession:
         oldest = max(int(self._oldest[slot]), int(self._count[slot]) - self.options.ring + 1)
         return 0 if oldest <= 0 else oldest + self.options.window - 1
 
-    def _eligible(self, slot: np.ndarray) -> np.ndarray:
+    def _eligible(self, slot: np.ndarray | int) -> np.ndarray | bool:
         """Whether the threshold applies to these slots: it is set and they are past the warm-up."""
         return (slot >= self._warmup) & self.threshold_set
 
