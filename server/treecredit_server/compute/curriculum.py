@@ -2,9 +2,9 @@
 
 Each demonstration is a trunk of depth S in its own tree, ending at a leaf; every other leaf is a rollout
 forked from the trunk at its start depth 0..S-1, node order being the order the rollouts were run. A stage
-advances only once a full `window` of rollouts exists at its start depth, and a mastered stage never falls back. The schedule is
-replayed from this history on every call, so the service keeps no state. Whole-array numpy with one
-loop over stages.
+advances only once a full `window` of rollouts exists at its start depth, and a mastered stage never falls
+back. The schedule is replayed from this history on every call, so the service keeps no state. Whole-array
+numpy with one loop over stages.
 """
 
 from __future__ import annotations
