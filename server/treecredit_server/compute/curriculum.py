@@ -50,8 +50,8 @@ def rollouts(forest: ForestArrays, trunk_end: np.ndarray) -> tuple[np.ndarray, n
     has_children[forest.leaves] = False
     if has_children[trunk_end].any():
         d = int(np.argmax(has_children[trunk_end]))
-        raise InvalidArgument(f"trunk_end[{d}]", f"node {trunk_end[d]} has children; the trunk ends at a leaf (a rollout "
-                                                 f"from depth S = {num_steps[d]} would have no step left to take)")
+        raise InvalidArgument(f"trunk_end[{d}]", f"node {trunk_end[d]} has children; the trunk ends at a leaf "
+                                                 f"(a rollout from depth S = {num_steps[d]} would have no step to take)")
     root = topology.root[trunk_end]
     _, first = np.unique(root, return_index=True)
     if len(first) < len(root):
