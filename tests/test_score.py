@@ -46,7 +46,8 @@ def test_forks_at_depth_one_and_three(client):
         assert grpo.leaf_advantages[leaf] == pytest.approx(value, rel=1e-5)
     assert np.isnan(grpo.leaf_advantages[[0, 1, 2, 4]]).all()
     assert grpo.node_advantages[4] == pytest.approx((expected_leaf[5] + expected_leaf[6]) / 2, rel=1e-5)
-    assert sorted(zip(*grpo.preferences[:2])) == [(2, 3), (5, 6)]
+    assert len(grpo.preferences) == 2
+    assert sorted(zip(grpo.preferences.winner.tolist(), grpo.preferences.loser.tolist())) == [(2, 3), (5, 6)]
     assert grpo.preferences.margin.tolist() == pytest.approx([0.5, 1.0])
     assert grpo.preferences.depth.tolist() == [2, 4]
     profile = grpo.depth_profile
@@ -114,8 +115,9 @@ def test_matches_reference_on_random_forests(client, estimator, seed):
     np.testing.assert_allclose(result.leaf_advantages, leaf, rtol=1e-9, atol=1e-12)
 
     pairs = ref.preferences(tree, options["min_margin"])
-    got = {(w, l, round(m, 9), d) for w, l, m, d in zip(*result.preferences)}
-    assert got == pairs and len(result.preferences.winner) == len(pairs)
+    prefs = result.preferences
+    got = {(w, l, round(m, 9), d) for w, l, m, d in zip(prefs.winner, prefs.loser, prefs.margin, prefs.depth)}
+    assert got == pairs and len(prefs) == len(pairs)
     rows = ref.depth_profile(tree, node, pairs, forest.num_tokens)
     np.testing.assert_allclose(np.column_stack(result.depth_profile), np.array(rows, ndmin=2).reshape(-1, 5))
     unique, trajectory = ref.sharing(tree, forest.num_tokens)
@@ -187,7 +189,7 @@ def test_forest_add_mixes_token_ids_counts_and_empty_nodes():
     forest.add(root, 0, reward=0.0)
     assert forest.token_ids.tolist() == [5, 6]
     assert forest.loss_mask.tolist() == [True, False]
-    with pytest.raises(ValueError, match="token_ids given for some nodes but not for node 3"):
+    with pytest.raises(ValueError, match="node 3: has no token_ids, which other nodes give"):
         forest.add(root, 3, reward=0.0)
         forest.arrays
     with pytest.raises(ValueError, match="parent 9 is not an existing node"):

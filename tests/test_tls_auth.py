@@ -159,9 +159,9 @@ def test_auth_accepts_every_listed_token_sync_and_async(auth_server):
             return (await client.score(random_forest(np.random.default_rng(2)), "tree_grpo")).node_advantages
 
     assert np.isfinite(asyncio.run(score_async(TOKEN))).all()
-    with pytest.raises(grpc.aio.AioRpcError) as refused:
+    with pytest.raises(treecredit.Unauthenticated) as refused:
         asyncio.run(score_async(None))
-    assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert isinstance(refused.value, grpc.RpcError) and refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
 def test_health_and_reflection_stay_open_without_a_token(auth_server):

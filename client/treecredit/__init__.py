@@ -10,7 +10,9 @@
 from treecredit.channel import RETRY, RETRY_POLICY, ROUND_ROBIN, service_config, tls_credentials
 from treecredit.client import AsyncCreditClient, CreditClient
 from treecredit.confidence import FilterResult, ForkSuggestions
-from treecredit.errors import FailedPrecondition, InvalidArgument, RequestError, ResourceExhausted
+from treecredit.errors import (Cancelled, DeadlineExceeded, FailedPrecondition, Internal, InvalidArgument,
+                               PermissionDenied, RequestError, ResourceExhausted, ServiceError, Unauthenticated,
+                               Unavailable, Unimplemented)
 from treecredit.forest import Forest
 from treecredit.results import DepthProfile, Preferences, PrefixSharing, ScoreResult
 from treecredit.structures import (CurriculumHistory, CurriculumPlan, Reflection, ReflectionResult, StepSimilarity,
@@ -28,13 +30,21 @@ __all__ = [
     "AsyncCreditClient",
     "CreditClient",
     "DepthProfile",
-    "FailedPrecondition",
     "Forest",
+    "ServiceError",
+    "RequestError",
     "InvalidArgument",
+    "ResourceExhausted",
+    "FailedPrecondition",
+    "Unauthenticated",
+    "PermissionDenied",
+    "Unavailable",
+    "DeadlineExceeded",
+    "Cancelled",
+    "Unimplemented",
+    "Internal",
     "Preferences",
     "PrefixSharing",
-    "RequestError",
-    "ResourceExhausted",
     "ScoreResult",
     "SharedLogits",
     "SharedMemoryRegion",

@@ -23,28 +23,31 @@ from pathlib import Path
 import grpc
 
 from treecredit import forest_json, render
+from treecredit.client import ESTIMATORS as SCORE_ESTIMATORS
 from treecredit.client import CreditClient
 from treecredit.errors import RequestError
-from treecredit.v1 import credit_pb2
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 # toolpo and srl also need per-leaf inputs (tool-call masks, action texts) that a forest file does not carry:
 # they are scored from the SDK (examples/toolpo.py, examples/srl.py), not offered here.
-ESTIMATORS = [credit_pb2.Estimator.Name(v).removeprefix("ESTIMATOR_").lower() for v in credit_pb2.Estimator.values()
-              if v not in (credit_pb2.ESTIMATOR_UNSPECIFIED, credit_pb2.ESTIMATOR_TOOLPO, credit_pb2.ESTIMATOR_SRL)]
+ESTIMATORS = [name for name in SCORE_ESTIMATORS if name not in ("toolpo", "srl")]
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         document = forest_json.load(args.forest)
-        return args.run(args, document)
-    except (RequestError, OSError) as error:
+    except (RequestError, OSError) as error:  # the file: exit 2
         print(f"treecredit: error: {error}", file=sys.stderr)
         return 2
-    except grpc.RpcError as error:
+    try:
+        return args.run(args, document)
+    except grpc.RpcError as error:  # the call, refused by the server or lost on the way: exit 1
         print(f"treecredit: {error.code().name}: {error.details()}", file=sys.stderr)
         return 1
+    except OSError as error:
+        print(f"treecredit: error: {error}", file=sys.stderr)
+        return 2
 
 
 def _parser() -> argparse.ArgumentParser:

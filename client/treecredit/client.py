@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import grpc
 
-from treecredit import channel
+from treecredit import calls, channel
 from treecredit.confidence import FilterResult, ForkSuggestions, filter_request, forks_request
 from treecredit.forest import Forest
 from treecredit.results import ScoreResult
@@ -25,18 +25,20 @@ CHANNEL_OPTIONS = (
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
 )
 
+# The estimators Score knows, by the names the clients take ("tree_grpo").
+ESTIMATORS = [pb.Estimator.Name(value).removeprefix("ESTIMATOR_").lower()
+              for value in pb.Estimator.values() if value != pb.ESTIMATOR_UNSPECIFIED]
+
 
 def score_request(forest: Forest, estimator: str, *, normalize_std: bool = True,
                   sibling_std: bool = False, min_margin: float = 0.0, tool_calls: ToolCalls | None = None,
                   step_similarity: StepSimilarity | None = None,
                   reflection: Reflection | None = None, window: int | None = None,
                   tail: int | None = None) -> pb.ScoreRequest:
-    try:
-        estimator_value = pb.Estimator.Value("ESTIMATOR_" + estimator.upper())
-    except ValueError:
-        raise ValueError(f"unknown estimator {estimator!r}") from None
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"estimator: unknown estimator {estimator!r}; expected one of {', '.join(ESTIMATORS)}")
     request = pb.ScoreRequest(
-        estimator=estimator_value,
+        estimator=pb.Estimator.Value("ESTIMATOR_" + estimator.upper()),
         options=pb.ScoreOptions(normalize_std=normalize_std, sibling_std=sibling_std, min_margin=min_margin,
                                 window=window, tail=tail),
     )
@@ -51,20 +53,39 @@ def _channel_options(options: Sequence[tuple[str, object]]) -> list[tuple[str, o
     return [*CHANNEL_OPTIONS, *options]
 
 
-class CreditClient:
+class _Deadline:
+    """The clients' default deadline, kept by their `calls.Stub`."""
+
+    _stub: calls.Stub
+
+    @property
+    def timeout(self) -> float | None:
+        """Seconds each call may take unless it names its own `timeout` (None: no deadline; a Watch session
+        has none unless given one)."""
+        return self._stub.timeout
+
+    @timeout.setter
+    def timeout(self, seconds: float | None) -> None:
+        self._stub.timeout = calls.checked_timeout(seconds)
+
+
+class CreditClient(_Deadline):
     """Blocking client. `target` is a gRPC target ("127.0.0.1:50051", "dns:///treecredit:50051").
 
-    `timeout` (seconds) is the default deadline of each call; `credentials` makes a TLS channel
+    `timeout` (seconds, > 0) is the default deadline of each call; `credentials` makes a TLS channel
     (`treecredit.tls_credentials`); `token` is sent as `authorization: Bearer <token>` on every call;
     `options=treecredit.ROUND_ROBIN` spreads calls over every address `target` resolves to.
+
+    A call the server refuses, or that fails on its way, raises the `treecredit.errors` class of its status
+    (`InvalidArgument`, `ResourceExhausted`, `Unavailable`, `DeadlineExceeded`, ...): a `grpc.RpcError` that also
+    names the request `field` at fault. A `timeout` that is not a number of seconds > 0 raises ValueError.
     """
 
     def __init__(self, target: str, *, timeout: float | None = None,
                  credentials: grpc.ChannelCredentials | None = None, token: str | None = None,
                  options: Sequence[tuple[str, object]] = ()):
-        self.timeout = timeout
         self._channel = channel.channel(target, credentials, token, _channel_options(options))
-        self._stub = pb_grpc.CreditServiceStub(self._channel)
+        self._stub = calls.Stub(pb_grpc.CreditServiceStub(self._channel), timeout)
 
     def score(self, forest: Forest, estimator: str = "tree_grpo", *, timeout: float | None = None,
               **options) -> ScoreResult:
@@ -75,12 +96,12 @@ class CreditClient:
         `tail` (2048) of the trace confidence returned when the forest carries confidence or topk_logprobs.
         """
         request = score_request(forest, estimator, **options)
-        response = self._stub.Score(request, timeout=timeout or self.timeout)
+        response = self._stub.Score(request, timeout=timeout)
         return ScoreResult.from_proto(forest, response, options.get("tool_calls"))
 
     def reflect(self, reflection: Reflection, *, timeout: float | None = None) -> ReflectionResult:
         """DRO's R3 per rollout, token weights and query verdicts (sections 6-7)."""
-        response = self._stub.Reflect(reflection.to_proto(), timeout=timeout or self.timeout)
+        response = self._stub.Reflect(reflection.to_proto(), timeout=timeout)
         return ReflectionResult.from_proto(response)
 
     def curriculum(self, histories: Sequence[CurriculumHistory], *, timeout: float | None = None,
@@ -88,7 +109,7 @@ class CreditClient:
         """R³'s stage, start-depth mix and failing step per demonstration (section 10). Options: `mode`
         ("staged" or "mixed"), `window`, `advance_at`, `success_at`."""
         request = curriculum_request(histories, **options)
-        return CurriculumPlan.from_proto(self._stub.Curriculum(request, timeout=timeout or self.timeout))
+        return CurriculumPlan.from_proto(self._stub.Curriculum(request, timeout=timeout))
 
     def filter(self, forest: Forest, *, timeout: float | None = None, **options) -> FilterResult:
         """Trace verdicts, query verdicts and the confidence-weighted vote (sections 5-6). Options: `metric`
@@ -96,12 +117,12 @@ class CreditClient:
         leaf, or {leaf: answer}), `zero_variance`, `reflection` (a `Reflection`, one query per group in group order,
         whose `min_spread` or `drop_percent` drops queries)."""
         request = filter_request(forest, **options)
-        return FilterResult.from_proto(forest, request, self._stub.Filter(request, timeout=timeout or self.timeout))
+        return FilterResult.from_proto(forest, request, self._stub.Filter(request, timeout=timeout))
 
     def suggest_forks(self, forest: Forest, *, timeout: float | None = None, **options) -> ForkSuggestions:
         """The top `top_n` fork positions per tree (section 11). Options: `top_n` (4), `ranking` ("neg_logprob" or
         "window_confidence"), `tail_guard` (16), `window` (2048)."""
-        response = self._stub.SuggestForks(forks_request(forest, **options), timeout=timeout or self.timeout)
+        response = self._stub.SuggestForks(forks_request(forest, **options), timeout=timeout)
         return ForkSuggestions.from_proto(response)
 
     def watch(self, *, timeout: float | None = None, **options) -> WatchSession:
@@ -116,20 +137,20 @@ class CreditClient:
         Options: `k` (20), `temperature` (1), `chunk_rows` (stream the logits in chunks of rows; automatic above
         64 MiB), `shared_memory` (a `treecredit.SharedLogits` holding the logits, instead of `logits`)."""
         method, request = token_stats_call(logits, ids, **options)
-        return TokenStatsResult.from_proto(getattr(self._stub, method)(request, timeout=timeout or self.timeout))
+        return TokenStatsResult.from_proto(getattr(self._stub, method)(request, timeout=timeout))
 
     def register_shared_memory(self, name: str, key: str, byte_size: int, *, offset: int = 0,
                                timeout: float | None = None) -> None:
         """Register bytes [offset, offset + byte_size) of the POSIX shared-memory object `key` under `name`."""
-        self._stub.RegisterSharedMemory(register_request(name, key, byte_size, offset), timeout=timeout or self.timeout)
+        self._stub.RegisterSharedMemory(register_request(name, key, byte_size, offset), timeout=timeout)
 
     def unregister_shared_memory(self, name: str, *, timeout: float | None = None) -> None:
-        self._stub.UnregisterSharedMemory(tpb.UnregisterSharedMemoryRequest(name=name), timeout=timeout or self.timeout)
+        self._stub.UnregisterSharedMemory(tpb.UnregisterSharedMemoryRequest(name=name), timeout=timeout)
 
     def shared_memory_status(self, name: str = "", *, timeout: float | None = None) -> list[SharedMemoryRegion]:
         """The registered regions (only `name` if given)."""
         request = tpb.SharedMemoryStatusRequest(name=name)
-        return regions_of(self._stub.SharedMemoryStatus(request, timeout=timeout or self.timeout))
+        return regions_of(self._stub.SharedMemoryStatus(request, timeout=timeout))
 
     def close(self) -> None:
         self._channel.close()
@@ -141,37 +162,36 @@ class CreditClient:
         self.close()
 
 
-class AsyncCreditClient:
-    """The asyncio twin of `CreditClient`: the same methods, awaited."""
+class AsyncCreditClient(_Deadline):
+    """The asyncio twin of `CreditClient`: the same methods, awaited, and the same errors."""
 
     def __init__(self, target: str, *, timeout: float | None = None,
                  credentials: grpc.ChannelCredentials | None = None, token: str | None = None,
                  options: Sequence[tuple[str, object]] = ()):
-        self.timeout = timeout
         self._channel = channel.aio_channel(target, credentials, token, _channel_options(options))
-        self._stub = pb_grpc.CreditServiceStub(self._channel)
+        self._stub = calls.Stub(pb_grpc.CreditServiceStub(self._channel), timeout)
 
     async def score(self, forest: Forest, estimator: str = "tree_grpo", *, timeout: float | None = None,
                     **options) -> ScoreResult:
         request = score_request(forest, estimator, **options)
-        response = await self._stub.Score(request, timeout=timeout or self.timeout)
+        response = await self._stub.Score(request, timeout=timeout)
         return ScoreResult.from_proto(forest, response, options.get("tool_calls"))
 
     async def reflect(self, reflection: Reflection, *, timeout: float | None = None) -> ReflectionResult:
-        response = await self._stub.Reflect(reflection.to_proto(), timeout=timeout or self.timeout)
+        response = await self._stub.Reflect(reflection.to_proto(), timeout=timeout)
         return ReflectionResult.from_proto(response)
 
     async def curriculum(self, histories: Sequence[CurriculumHistory], *, timeout: float | None = None,
                          **options) -> CurriculumPlan:
         request = curriculum_request(histories, **options)
-        return CurriculumPlan.from_proto(await self._stub.Curriculum(request, timeout=timeout or self.timeout))
+        return CurriculumPlan.from_proto(await self._stub.Curriculum(request, timeout=timeout))
 
     async def filter(self, forest: Forest, *, timeout: float | None = None, **options) -> FilterResult:
         request = filter_request(forest, **options)
-        return FilterResult.from_proto(forest, request, await self._stub.Filter(request, timeout=timeout or self.timeout))
+        return FilterResult.from_proto(forest, request, await self._stub.Filter(request, timeout=timeout))
 
     async def suggest_forks(self, forest: Forest, *, timeout: float | None = None, **options) -> ForkSuggestions:
-        response = await self._stub.SuggestForks(forks_request(forest, **options), timeout=timeout or self.timeout)
+        response = await self._stub.SuggestForks(forks_request(forest, **options), timeout=timeout)
         return ForkSuggestions.from_proto(response)
 
     def watch(self, *, timeout: float | None = None, **options) -> AsyncWatchSession:
@@ -181,21 +201,21 @@ class AsyncCreditClient:
     async def token_stats(self, logits=None, ids=None, *, timeout: float | None = None,
                           **options) -> TokenStatsResult:
         method, request = token_stats_call(logits, ids, **options)
-        return TokenStatsResult.from_proto(await getattr(self._stub, method)(request, timeout=timeout or self.timeout))
+        return TokenStatsResult.from_proto(await getattr(self._stub, method)(request, timeout=timeout))
 
     async def register_shared_memory(self, name: str, key: str, byte_size: int, *, offset: int = 0,
                                      timeout: float | None = None) -> None:
         request = register_request(name, key, byte_size, offset)
-        await self._stub.RegisterSharedMemory(request, timeout=timeout or self.timeout)
+        await self._stub.RegisterSharedMemory(request, timeout=timeout)
 
     async def unregister_shared_memory(self, name: str, *, timeout: float | None = None) -> None:
         request = tpb.UnregisterSharedMemoryRequest(name=name)
-        await self._stub.UnregisterSharedMemory(request, timeout=timeout or self.timeout)
+        await self._stub.UnregisterSharedMemory(request, timeout=timeout)
 
     async def shared_memory_status(self, name: str = "", *,
                                    timeout: float | None = None) -> list[SharedMemoryRegion]:
         request = tpb.SharedMemoryStatusRequest(name=name)
-        return regions_of(await self._stub.SharedMemoryStatus(request, timeout=timeout or self.timeout))
+        return regions_of(await self._stub.SharedMemoryStatus(request, timeout=timeout))
 
     async def close(self) -> None:
         await self._channel.close()

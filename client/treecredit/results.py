@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import NamedTuple
 
 import numpy as np
@@ -20,13 +20,18 @@ def _array(tensor, field_name: str, ndim: int = 1) -> np.ndarray:
     return _wire.decode(tensor, field_name, dtypes=dtypes, ndim=ndim)
 
 
-class Preferences(NamedTuple):
-    """Sibling pairs `[P]` each: V(winner) - V(loser) = margin, both at `depth`."""
+@dataclass(frozen=True)
+class Preferences:
+    """P sibling pairs, columnar: V(winner) - V(loser) = margin, both at `depth`. `len(preferences)` is P;
+    `winner`, `loser`, `depth` are int32 `[P]` (node ids, as sent), `margin` float64 `[P]`."""
 
     winner: np.ndarray
     loser: np.ndarray
     margin: np.ndarray
     depth: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.winner)
 
 
 class DepthProfile(NamedTuple):
@@ -73,7 +78,7 @@ class ScoreResult:
             scope=pb.AdvantageScope.Name(response.scope).removeprefix("ADVANTAGE_SCOPE_").lower(),
             node_advantages=_array(response.node_advantages, "node_advantages"),
             leaf_advantages=_array(response.leaf_advantages, "leaf_advantages"),
-            preferences=Preferences(*(_array(getattr(prefs, f), f) for f in Preferences._fields)),
+            preferences=Preferences(*(_array(getattr(prefs, f.name), f.name) for f in fields(Preferences))),
             depth_profile=DepthProfile(*(_array(getattr(profile, f), f) for f in DepthProfile._fields)),
             sharing=PrefixSharing(*(getattr(response.sharing, f) for f in PrefixSharing._fields)),
             **score_extras(response, tool_calls),

@@ -45,17 +45,9 @@ from typing import Any
 
 import numpy as np
 
+from treecredit.arrays import as_numpy, label_codes
 from treecredit.forest import Forest
 from treecredit.results import ScoreResult
-
-
-def as_numpy(values, dtype) -> np.ndarray:
-    """`values` (numpy, a torch tensor on any device, or lists) as a numpy array of `dtype`."""
-    if hasattr(values, "detach"):  # a torch tensor; bfloat16 has no numpy dtype, so widen first
-        values = values.detach().cpu()
-        values = (values != 0) if dtype is bool else values.double() if np.dtype(dtype).kind == "f" else values.long()
-        values = values.numpy()
-    return np.asarray(values, dtype=dtype)
 
 
 def like(template, values: np.ndarray):
@@ -64,30 +56,6 @@ def like(template, values: np.ndarray):
     if hasattr(template, "new_tensor"):
         return (template if template.is_floating_point() else template.float()).new_tensor(values)
     return values
-
-
-def label_codes(labels, field: str) -> tuple[np.ndarray, list]:
-    """Dense int64 codes `[n]` for hashable labels, and the distinct labels in code order."""
-    labels = as_object_array(labels)
-    try:
-        distinct, codes = np.unique(labels, return_inverse=True)
-        return codes.astype(np.int64).reshape(-1), distinct.tolist()
-    except TypeError:  # labels that cannot be ordered against each other: hash them instead
-        index: dict[Hashable, int] = {}
-        try:
-            codes = np.fromiter((index.setdefault(v, len(index)) for v in labels), np.int64, len(labels))
-        except TypeError as error:
-            raise ValueError(f"{field}: labels must be hashable ({error})") from None
-        return codes, list(index)
-
-
-def as_object_array(values) -> np.ndarray:
-    """A 1-d object array of `values` (labels), never broadcast into more dimensions."""
-    if hasattr(values, "detach"):
-        return as_numpy(values, np.int64)
-    if isinstance(values, np.ndarray) and values.ndim == 1:
-        return values
-    return np.fromiter(values, dtype=object, count=len(values))
 
 
 @dataclass(frozen=True)
@@ -137,6 +105,7 @@ def to_forest(
     rewards = as_numpy(rewards, np.float64).reshape(-1)
     if len(rewards) != batch:
         raise ValueError(f"rewards: {len(rewards)} entries for a batch of {batch}")
+    _first("rewards", ~np.isfinite(rewards), lambda b: f"[{b}]: batch row {b} has reward {rewards[b]}, not a number")
     group_code = _group_codes(batch, group, group_size)
 
     if tree_path is None:
