@@ -7,6 +7,7 @@ raises on the call; a streamed answer (Watch) raises where the stream is read or
 from __future__ import annotations
 
 import math
+import numbers
 
 import grpc
 
@@ -22,10 +23,7 @@ def checked_timeout(timeout: float | None) -> float | None:
     """`timeout` if it is None (no deadline) or a finite number of seconds > 0; else ValueError."""
     if timeout is None:
         return None
-    try:
-        seconds = float(timeout)
-    except (TypeError, ValueError):
-        seconds = math.nan
+    seconds = float(timeout) if isinstance(timeout, numbers.Real) and not isinstance(timeout, bool) else math.nan
     if not 0 < seconds < math.inf:
         raise ValueError(f"timeout: {timeout!r} is not a number of seconds > 0 (None: no deadline)")
     return seconds

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from treecredit import _wire
+from treecredit.arrays import as_numpy
 from treecredit.forest import Forest
 from treecredit.v1 import structures_pb2 as pb
 
@@ -36,8 +37,8 @@ class ToolCalls:
     tool_call_mask: np.ndarray
 
     def __post_init__(self) -> None:
-        self.action_reward = np.asarray(self.action_reward, np.float64)
-        self.tool_call_mask = np.asarray(self.tool_call_mask, np.bool_)
+        self.action_reward = as_numpy(self.action_reward, np.float64)
+        self.tool_call_mask = as_numpy(self.tool_call_mask, np.bool_)
 
     def to_proto(self) -> pb.ToolCalls:
         return pb.ToolCalls(action_reward=_wire.encode(self.action_reward),
@@ -124,7 +125,8 @@ class Reflection:
     drop_percent: float | None = None
 
     def to_proto(self, into: pb.ReflectRequest | None = None) -> pb.ReflectRequest:
-        matrices = [np.asarray(m, np.float64).reshape(np.shape(m)[0], -1) for m in self.ell]
+        matrices = [as_numpy(m, np.float64) for m in self.ell]
+        matrices = [m.reshape(m.shape[0], -1) for m in matrices]
         message = pb.ReflectRequest() if into is None else into
         _wire.encode(np.concatenate([m.reshape(-1) for m in matrices]) if matrices else np.zeros(0), into=message.ell)
         _wire.encode([m.shape[0] for m in matrices], np.int64, into=message.rows)

@@ -74,7 +74,7 @@ def wire_floats(array) -> tuple[np.ndarray, int]:
     return array, _FLOAT_WIRE[array.dtype]
 
 
-def _encode_floats(words: np.ndarray, wire_dtype: int, into: fpb.Tensor) -> None:
+def encode_floats(words: np.ndarray, wire_dtype: int, into: fpb.Tensor) -> None:
     if wire_dtype == fpb.DATA_TYPE_BFLOAT16:
         _wire.encode_bfloat16(words, into=into)
     else:
@@ -96,7 +96,7 @@ def token_stats_call(logits=None, ids=None, *, topk_logprobs=None, k: int = 20, 
         raise ValueError(f"give exactly one of logits, topk_logprobs or shared_memory, got {given or 'none'}")
     if topk_logprobs is not None:
         request = pb.TokenStatsRequest()
-        _encode_floats(*wire_floats(topk_logprobs), request.topk_logprobs)
+        encode_floats(*wire_floats(topk_logprobs), request.topk_logprobs)
         return "TokenStats", request
     if ids is None:
         raise ValueError("ids (the sampled tokens) are required with logits")
@@ -107,7 +107,7 @@ def token_stats_call(logits=None, ids=None, *, topk_logprobs=None, k: int = 20, 
     words, wire_dtype = wire_floats(logits)
     if chunk_rows is None and words.nbytes <= STREAM_BYTES:
         request = pb.TokenStatsRequest(k=k, temperature=temperature)
-        _encode_floats(words, wire_dtype, request.logits)
+        encode_floats(words, wire_dtype, request.logits)
         _wire.encode(_integers(ids), into=request.ids)
         return "TokenStats", request
     if chunk_rows is None:
@@ -121,6 +121,6 @@ def _chunks(words: np.ndarray, wire_dtype: int, ids: np.ndarray, rows: int, k: i
             temperature: float) -> Iterator[pb.TokenStatsChunk]:
     for start in range(0, max(len(words), 1), rows):
         chunk = pb.TokenStatsChunk(k=k, temperature=temperature) if start == 0 else pb.TokenStatsChunk()
-        _encode_floats(words[start:start + rows], wire_dtype, chunk.logits)
+        encode_floats(words[start:start + rows], wire_dtype, chunk.logits)
         _wire.encode(ids[start:start + rows], into=chunk.ids)
         yield chunk

@@ -22,6 +22,8 @@ from typing import NamedTuple
 import numpy as np
 
 from treecredit import _wire
+from treecredit.arrays import as_numpy
+from treecredit.tokens import encode_floats, wire_floats
 from treecredit.v1 import confidence_pb2 as pb
 
 VERDICTS = np.array(["", "kept", "stopped", "cut_off"])
@@ -45,17 +47,17 @@ def tokens_request(trajectories, *, topk_logprobs=None, confidence=None, num_tok
     `num_tokens[j]` of them for `trajectories[j]` in order (default: all M for a single trajectory)."""
     if (topk_logprobs is None) == (confidence is None):
         raise ValueError("give exactly one of topk_logprobs and confidence")
-    values = np.asarray(topk_logprobs if confidence is None else confidence)
-    trajectories = np.atleast_1d(np.asarray(trajectories, dtype=np.int64))
+    values, wire_dtype = wire_floats(topk_logprobs) if confidence is None else (as_numpy(confidence, np.float64), None)
+    trajectories = np.atleast_1d(as_numpy(trajectories, np.int64))
     if num_tokens is None:
         if len(trajectories) != 1:
             raise ValueError("num_tokens is required with several trajectories")
         num_tokens = [len(values)]
-    chunk = pb.TokenChunk(trajectory=_wire.encode(trajectories), num_tokens=_wire.encode(num_tokens, np.int64))
+    chunk = pb.TokenChunk(trajectory=_wire.encode(trajectories), num_tokens=_wire.encode(as_numpy(num_tokens), np.int64))
     if confidence is None:
-        chunk.topk_logprobs.CopyFrom(_wire.encode(values if values.dtype == np.float16 else values.astype(np.float32)))
+        encode_floats(values, wire_dtype, chunk.topk_logprobs)
     else:
-        chunk.confidence.CopyFrom(_wire.encode(values, np.float64))
+        _wire.encode(values, into=chunk.confidence)
     return pb.WatchRequest(chunk=chunk)
 
 
