@@ -1,19 +1,28 @@
-"""Score a 1M-node forest end to end through the SDK, against the floor of the same work done in-process.
+"""Score a 1M-node forest end to end through the SDK, against the floor of the same work done in-process; and
+`ScoreResult.padded()` on a forest of long trajectories, against filling arrays of its outputs' size.
 
     python bench/score.py [--groups 4000] [--trees 4] [--nodes-per-tree 62] [--repeat 5]
+                          [--padded-groups 400] [--padded-node-tokens 160]
 
 End to end = Forest.from_arrays + encode + send + decode/validate/compute/encode + receive + parse.
 Floor = the compute layer on the same arrays in this process + a bare loopback echo of the request bytes
-(a gRPC server in its own process that returns what it gets). Prints JSON lines; the last has the ratio.
+(a gRPC server in its own process that returns what it gets).
+
+padded() = its first call on a freshly scored forest (loss mask given, tree_grpo: 100k nodes, about 20M
+trajectory tokens with the defaults). Baseline = np.full of arrays of its outputs' shapes and dtypes (allocate and
+write each once). Peak memory: tracemalloc's peak during one call, over the bytes of the outputs.
+Prints JSON lines; a `ratio` line follows each part.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import multiprocessing
 import statistics
 import time
+import tracemalloc
 from concurrent import futures
 
 import grpc
@@ -28,8 +37,10 @@ from treecredit_server.process import start_server
 ECHO = "/bench.Echo/Echo"
 
 
-def random_forest_arrays(groups: int, trees: int, nodes_per_tree: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """Random recursive trees: node j of a tree hangs under a uniformly chosen earlier node."""
+def random_forest_arrays(groups: int, trees: int, nodes_per_tree: int, seed: int = 0,
+                         node_tokens: int = 64) -> dict[str, np.ndarray]:
+    """Random recursive trees: node j of a tree hangs under a uniformly chosen earlier node; 1..node_tokens-1
+    tokens per node."""
     rng = np.random.default_rng(seed)
     num_trees = groups * trees
     local = np.tile(np.arange(nodes_per_tree), num_trees)
@@ -40,7 +51,7 @@ def random_forest_arrays(groups: int, trees: int, nodes_per_tree: int, seed: int
         "parent": parent,
         "group": np.repeat(np.arange(groups), trees * nodes_per_tree),
         "reward": np.where(is_leaf, rng.integers(0, 2, parent.size).astype(np.float64), np.nan),
-        "num_tokens": rng.integers(1, 64, parent.size),
+        "num_tokens": rng.integers(1, node_tokens, parent.size),
     }
 
 
@@ -65,6 +76,50 @@ def best_and_median(function, repeat: int) -> tuple[float, float]:
     return min(times), statistics.median(times)
 
 
+def padded_rows(client: treecredit.CreditClient, arrays: dict[str, np.ndarray], estimator: str,
+                repeat: int) -> list[dict]:
+    """padded() against np.full of its outputs, and its peak traced memory over its outputs' bytes."""
+    loss_mask = np.random.default_rng(1).random(int(arrays["num_tokens"].sum())) < 0.9
+    result = client.score(treecredit.Forest.from_arrays(**arrays, loss_mask=loss_mask), estimator)
+
+    def fresh() -> treecredit.ScoreResult:  # nothing cached: a new forest, as a trainer's next batch
+        return dataclasses.replace(result, forest=treecredit.Forest.from_arrays(**arrays, loss_mask=loss_mask),
+                                   _padded=None, _lengths=None)
+
+    outputs = fresh().padded()
+    shapes = [(array.shape, array.dtype) for array in outputs[:2]]
+    output_bytes = sum(array.nbytes for array in outputs[:2])
+    trajectory_tokens = int(outputs[1].sum())
+    del outputs
+
+    def fill() -> None:
+        for shape, dtype in shapes:
+            np.full(shape, 1, dtype)
+
+    def padded_time() -> float:
+        pending = fresh()
+        started = time.perf_counter()
+        pending.padded()
+        return time.perf_counter() - started
+
+    fill_best, fill_median = best_and_median(fill, repeat)
+    times = [padded_time() for _ in range(repeat)]
+    pending = fresh()
+    tracemalloc.start()
+    pending.padded()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return [
+        {"what": "padded() input", "nodes": len(arrays["parent"]), "leaves": len(pending.forest.leaves),
+         "trajectory_tokens_in_mask": trajectory_tokens, "output_shape": list(shapes[0][0]), "output_bytes": output_bytes},
+        {"what": "np.full of padded()'s outputs", "best_s": fill_best, "median_s": fill_median},
+        {"what": "padded()", "best_s": min(times), "median_s": statistics.median(times), "peak_traced_bytes": peak},
+        {"what": "ratio padded() / np.full", "ratio_median": statistics.median(times) / fill_median,
+         "ratio_best": min(times) / fill_best, "goal": 2.0},
+        {"what": "ratio padded() peak memory / outputs", "ratio": peak / output_bytes, "goal": 1.5},
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--groups", type=int, default=4000)
@@ -72,6 +127,8 @@ def main() -> None:
     parser.add_argument("--nodes-per-tree", type=int, default=62)
     parser.add_argument("--estimator", default="tree_grpo")
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--padded-groups", type=int, default=400)
+    parser.add_argument("--padded-node-tokens", type=int, default=160)
     args = parser.parse_args()
 
     arrays = random_forest_arrays(args.groups, args.trees, args.nodes_per_tree)
@@ -102,6 +159,9 @@ def main() -> None:
 
             end_to_end()
             e2e_best, e2e_median = best_and_median(end_to_end, args.repeat)
+            long_trajectories = random_forest_arrays(args.padded_groups, args.trees, args.nodes_per_tree,
+                                                     node_tokens=args.padded_node_tokens)
+            padded = padded_rows(client, long_trajectories, args.estimator, args.repeat)
     finally:
         server.stop()
         echo_process.terminate()
@@ -117,7 +177,7 @@ def main() -> None:
             "goal": 2.0,
         },
     ]
-    for row in rows:
+    for row in rows + padded:
         print(json.dumps(row))
 
 

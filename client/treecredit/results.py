@@ -88,24 +88,27 @@ class ScoreResult:
 
     def padded(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """`(advantages float32 [P, T_max], mask bool [P, T_max], leaf_ids int64 [P])`, one row per
-        trajectory (leaves ascending); mask is the loss mask inside each trajectory, False in the padding."""
+        trajectory (leaves ascending); mask is the loss mask inside each trajectory, False in the padding,
+        and advantages are 0 where mask is False."""
         if self._padded is None:
             forest = self.forest
             leaves = forest.leaves
             layout = TrajectoryLayout.of(forest.topology, forest.num_tokens, leaves)
-            if self.scope == "leaf":
-                values = self.leaf_advantages[leaves][layout.row]
-            elif self.scope == "tool_call":  # A_succ(l) + M(t) A_act(l)
-                values = (self.leaf_advantages[leaves][layout.row]
-                          + self.tool_call_mask[layout.token] * self.action_advantages[leaves][layout.row])
+            loss_mask = forest.loss_mask
+            if loss_mask is None:
+                mask = np.arange(layout.width) < layout.lengths[:, None]
             else:
-                node_of_token = np.repeat(np.arange(forest.num_nodes), forest.num_tokens)
-                values = self.node_advantages[node_of_token[layout.token]]
-            mask_values = np.ones(len(layout.token), bool) if forest.loss_mask is None else forest.loss_mask[layout.token]
-            shape = (len(leaves), int(layout.lengths.max(initial=0)))
-            advantages, mask = np.zeros(shape, np.float32), np.zeros(shape, bool)
-            advantages[layout.row, layout.column] = np.where(mask_values, values, 0.0)
-            mask[layout.row, layout.column] = mask_values
+                mask = layout.expand(loss_mask, False)
+            if self.scope == "node":  # node n's tokens get a(n)
+                per_token = np.repeat(self.node_advantages.astype(np.float32), forest.num_tokens)
+                advantages = layout.expand(per_token if loss_mask is None else np.where(loss_mask, per_token, 0))
+            elif self.scope == "tool_call":  # A_succ(l) + M(t) A_act(l)
+                advantages = layout.expand(self.tool_call_mask.astype(np.float32))
+                advantages *= self.action_advantages[leaves].astype(np.float32)[:, None]
+                advantages += self.leaf_advantages[leaves].astype(np.float32)[:, None]
+                advantages[~mask] = 0
+            else:  # every token of path(l) gets A(l)
+                advantages = _row_times_mask(self.leaf_advantages[leaves].astype(np.float32), mask)
             self._padded, self._lengths = (advantages, mask, leaves), layout.lengths
         return self._padded
 
@@ -116,3 +119,13 @@ class ScoreResult:
         if row >= len(leaves) or leaves[row] != leaf:
             raise ValueError(f"node {leaf} is not a leaf")
         return advantages[row, : self._lengths[row]]
+
+
+def _row_times_mask(row_values: np.ndarray, mask: np.ndarray, rows_at_once: int = 256) -> np.ndarray:
+    """float32 `[P, W]`: `row_values[r]` where `mask[r, c]`, else 0; a few rows at a time, which stay in cache."""
+    out = np.empty(mask.shape, np.float32)
+    for start in range(0, len(out), rows_at_once):
+        rows = slice(start, start + rows_at_once)
+        np.copyto(out[rows], row_values[rows, None])
+        out[rows] *= mask[rows]
+    return out
