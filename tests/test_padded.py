@@ -67,7 +67,14 @@ def test_layout_expands_per_token_values_along_each_path(seed, chain_share):
 def test_layout_of_a_forest_without_tokens():
     topology = Topology.of([-1, 0, 0])
     layout = TrajectoryLayout.of(topology, [0, 0, 0], topology.leaves)
-    assert layout.expand(np.zeros(0)).shape == (2, 0)
+    assert layout.expand(np.zeros(0)).shape == layout.valid().shape == layout.per_row([1.0, 2.0]).shape == (2, 0)
+
+
+def test_valid_cells_and_per_row_values():
+    topology = Topology.of([-1, 0, 0, 2])  # paths: 0 1 (2 + 1 tokens), 0 2 3 (2 + 0 + 3 tokens)
+    layout = TrajectoryLayout.of(topology, [2, 1, 0, 3], topology.leaves)
+    assert layout.valid().tolist() == [[True] * 3 + [False] * 2, [True] * 5]
+    assert layout.per_row(np.array([1.5, -2.0], np.float32)).tolist() == [[1.5] * 3 + [0.0] * 2, [-2.0] * 5]
 
 
 @pytest.mark.parametrize("with_mask", [True, False])

@@ -94,21 +94,23 @@ class ScoreResult:
             forest = self.forest
             leaves = forest.leaves
             layout = TrajectoryLayout.of(forest.topology, forest.num_tokens, leaves)
-            loss_mask = forest.loss_mask
-            if loss_mask is None:
-                mask = np.arange(layout.width) < layout.lengths[:, None]
+            if forest.loss_mask is None:
+                kept, mask = np.ones(int(forest.num_tokens.sum()), bool), layout.valid()
             else:
-                mask = layout.expand(loss_mask, False)
+                kept, mask = forest.loss_mask, layout.expand(forest.loss_mask)
+            success = self.leaf_advantages[leaves].astype(np.float32)
             if self.scope == "node":  # node n's tokens get a(n)
                 per_token = np.repeat(self.node_advantages.astype(np.float32), forest.num_tokens)
-                advantages = layout.expand(per_token if loss_mask is None else np.where(loss_mask, per_token, 0))
-            elif self.scope == "tool_call":  # A_succ(l) + M(t) A_act(l)
-                advantages = layout.expand(self.tool_call_mask.astype(np.float32))
-                advantages *= self.action_advantages[leaves].astype(np.float32)[:, None]
-                advantages += self.leaf_advantages[leaves].astype(np.float32)[:, None]
-                advantages[~mask] = 0
-            else:  # every token of path(l) gets A(l)
-                advantages = _row_times_mask(self.leaf_advantages[leaves].astype(np.float32), mask)
+                advantages = layout.expand(np.where(kept, per_token, np.float32(0)))
+            elif forest.loss_mask is None:  # every token of path(l) gets A(l)
+                advantages = layout.per_row(success)
+            else:
+                advantages = _rows_where(mask, success)
+            if self.scope == "tool_call":  # ... + M(t) A_act(l)
+                called = layout.expand(kept & self.tool_call_mask)
+                action = self.action_advantages[leaves].astype(np.float32)
+                for rows in _row_blocks(len(leaves)):
+                    advantages[rows] += called[rows] * action[rows, None]
             self._padded, self._lengths = (advantages, mask, leaves), layout.lengths
         return self._padded
 
@@ -121,11 +123,16 @@ class ScoreResult:
         return advantages[row, : self._lengths[row]]
 
 
-def _row_times_mask(row_values: np.ndarray, mask: np.ndarray, rows_at_once: int = 256) -> np.ndarray:
-    """float32 `[P, W]`: `row_values[r]` where `mask[r, c]`, else 0; a few rows at a time, which stay in cache."""
+
+def _row_blocks(rows: int, at_once: int = 256) -> list[slice]:
+    """Row ranges small enough that a block of a padded array stays in cache."""
+    return [slice(start, start + at_once) for start in range(0, rows, at_once)]
+
+
+def _rows_where(mask: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """float32 `[P, W]`: `values[r]` where `mask[r, c]`, else 0; block by block (a cast and a product per block)."""
     out = np.empty(mask.shape, np.float32)
-    for start in range(0, len(out), rows_at_once):
-        rows = slice(start, start + rows_at_once)
-        np.copyto(out[rows], row_values[rows, None])
-        out[rows] *= mask[rows]
+    for rows in _row_blocks(len(out)):
+        np.copyto(out[rows], mask[rows])
+        out[rows] *= values[rows, None]
     return out

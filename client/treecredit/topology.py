@@ -111,35 +111,74 @@ class Topology:
         return np.concatenate(rows), np.concatenate(nodes)
 
 
+COPY_CELLS = 1 << 20  # cells `TrajectoryLayout.expand` copies at once
+EXACT_WINDOWS = 256  # runs shorter than this are copied in one piece, grouped by length
+
+
 @dataclass(frozen=True)
 class TrajectoryLayout:
     """Where the tokens of P trajectories go in a `[P, width]` array: row r holds the tokens of path(leaves[r]),
     root to leaf, node by node, then padding; `lengths` int64 `[P]` counts each row's tokens.
 
-    Kept as copies rather than one index per token: each run of tokens that is contiguous both in the forest's
-    token layout (node by node) and in its row is one copy of `count` tokens from forest token `source` to flat
-    position `target` of the `[P, width]` array; int64 `[C]` each.
+    `expand` fills such an array with per-token values by copying runs of tokens (consecutive in the forest's
+    token layout and in a row) whole, never through an index per token.
     """
 
-    lengths: np.ndarray
+    topology: Topology
+    num_tokens: np.ndarray  # int64 [N]
+    leaves: np.ndarray      # int64 [P]
+    path_start: np.ndarray  # int64 [N]: tokens before node n on its path
+    lengths: np.ndarray     # int64 [P]
     width: int
-    num_tokens: int  # T, the forest's tokens
-    source: np.ndarray
-    target: np.ndarray
-    count: np.ndarray
 
     @classmethod
     def of(cls, topology: Topology, num_tokens: np.ndarray, leaves: np.ndarray) -> TrajectoryLayout:
         num_tokens = np.asarray(num_tokens, dtype=np.int64)
         leaves = np.asarray(leaves, dtype=np.int64)
-        parent = topology.parent
-        path_start = topology.path_sum(num_tokens) - num_tokens  # tokens before node n on its path
-        token_start = np.cumsum(num_tokens) - num_tokens
+        path_start = topology.path_sum(num_tokens) - num_tokens
         lengths = (path_start + num_tokens)[leaves]
-        width = int(lengths.max(initial=0))
+        return cls(topology, num_tokens, leaves, path_start, lengths, int(lengths.max(initial=0)))
 
-        # A run: a chain of nodes each of whose tokens directly follow its parent's in the forest's layout, so
-        # that a path through them is one copy. `head[n]`: the top of n's run.
+    def valid(self) -> np.ndarray:
+        """bool `[P, width]`: True on each row's tokens, False in its padding (each row a window of a staircase)."""
+        staircase = np.repeat([True, False], self.width)
+        return sliding_window_view(staircase, self.width)[self.width - self.lengths]
+
+    def per_row(self, values: np.ndarray) -> np.ndarray:
+        """`[P, width]`: `values[r]` on row r's tokens, 0 in its padding."""
+        values = np.asarray(values)
+        runs = np.stack((values, np.zeros_like(values)), axis=1).reshape(-1)
+        lengths = np.stack((self.lengths, self.width - self.lengths), axis=1).reshape(-1)
+        return np.repeat(runs, lengths).reshape(len(values), self.width)
+
+    def expand(self, values, fill=0) -> np.ndarray:
+        """`[P, width, ...]` of `values [T, ...]` (per forest token, laid out by node): row r holds the values of
+        trajectory r's tokens in order, `fill` after them. Besides the output, temporary arrays hold at most
+        COPY_CELLS cells; with `fill` 0 the padding is never written (fresh zero pages)."""
+        values = np.asarray(values)
+        if len(values) != int(self.num_tokens.sum()):
+            raise ValueError(f"{len(values)} values for a forest of {int(self.num_tokens.sum())} tokens")
+        shape = (len(self.leaves), self.width, *values.shape[1:])
+        out = np.zeros(shape, values.dtype) if fill == 0 else np.full(shape, fill, values.dtype)
+        flat = out.reshape(-1, *values.shape[1:])
+        for window, source, target in self._copies:
+            windows_of_values = sliding_window_view(values, window, axis=0)
+            windows_of_out = sliding_window_view(flat, window, axis=0, writeable=True)
+            step = max(1, COPY_CELLS // window)
+            for start in range(0, len(source), step):
+                part = slice(start, start + step)
+                windows_of_out[target[part]] = windows_of_values[source[part]]
+        return out
+
+    @cached_property
+    def _runs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`(source, target, count)` int64 `[C]`, row by row: `count` tokens from forest token `source` go to flat
+        position `target` of the `[P, width]` array, for every maximal run of a trajectory's tokens that is also
+        consecutive in the forest's layout."""
+        topology, num_tokens, leaves = self.topology, self.num_tokens, self.leaves
+        parent = topology.parent
+        token_start = np.cumsum(num_tokens) - num_tokens
+        # Node n continues its parent's run when its tokens directly follow the parent's; head[n] tops n's run.
         above = np.maximum(parent, 0)
         continues = (parent >= 0) & (num_tokens > 0) & (num_tokens[above] > 0) & (
             token_start == token_start[above] + num_tokens[above])
@@ -149,8 +188,8 @@ class TrajectoryLayout:
             nodes = nodes[continues[nodes]]
             head[nodes] = head[parent[nodes]]
 
-        # Walk up from the leaves: node n ends a copy of row r where the path below it does not continue it.
-        # Each row's copies are found last to first; `rank` counts them, to put them back in row-major order.
+        # Walk up from the leaves: node n ends a run of row r where the path below it does not continue it.
+        # Each row's runs are found last to first; `rank` counts them, to put them back in row-major order.
         rows, ends, ranks = [], [], []
         found = np.zeros(len(leaves), np.int64)
         row, node, end = np.arange(len(leaves)), leaves, np.ones(len(leaves), bool)
@@ -167,36 +206,27 @@ class TrajectoryLayout:
         position[(np.cumsum(found) - 1)[row] - rank] = np.arange(len(row))
         row, end = row[position], end[position]
         first = head[end]
-        count = path_start[end] + num_tokens[end] - path_start[first]
+        count = self.path_start[end] + num_tokens[end] - self.path_start[first]
         copied = count > 0
         row, first, count = row[copied], first[copied], count[copied]
-        return cls(lengths, width, int(num_tokens.sum()), token_start[first], row * width + path_start[first], count)
-
-    def expand(self, values, fill=0) -> np.ndarray:
-        """`[P, width, ...]` of `values [T, ...]` (per forest token, laid out by node): row r holds the values of
-        trajectory r's tokens in order, `fill` after them. Whole-array copies, one pair per window size."""
-        values = np.asarray(values)
-        if len(values) != self.num_tokens:
-            raise ValueError(f"{len(values)} values for a forest of {self.num_tokens} tokens")
-        out = np.full((len(self.lengths), self.width, *values.shape[1:]), fill, dtype=values.dtype)
-        flat = out.reshape(-1, *values.shape[1:])
-        for window, source, target in self._copies:
-            into = sliding_window_view(flat, window, axis=0, writeable=True)
-            into[target] = sliding_window_view(values, window, axis=0)[source]
-        return out
+        return token_start[first], row * self.width + self.path_start[first], count
 
     @cached_property
     def _copies(self) -> list[tuple[int, np.ndarray, np.ndarray]]:
-        """`(window, source, target)` per window size w, a power of two, in the order of the output (which keeps
-        its writes in cache): a run of w <= count < 2w tokens is copied as two windows of w tokens, its first and
-        its last, which overlap (one window when count == w)."""
-        exponent = (np.frexp(self.count)[1] - 1).astype(np.uint8)  # floor(log2(count)), exact below 2^53
-        shift = self.count - np.left_shift(1, exponent.astype(np.int64))  # where the last window starts
+        """`(window, source, target)` per window size, in the order of the output. A run of fewer than
+        EXACT_WINDOWS tokens is one copy of its length; a longer one, of w <= count < 2w tokens for a power of two
+        w, is two copies of w tokens, its first and its last, which overlap (one copy when count == w)."""
+        source, target, count = self._runs
+        exponent = np.frexp(count)[1] - 1  # floor(log2(count)), exact below 2^53
+        exact = count < EXACT_WINDOWS
+        window = np.where(exact, count, np.left_shift(1, exponent))
+        shift = count - window  # where the last window starts; 0 for a single copy
         needed = np.stack((np.ones(len(shift), bool), shift > 0), axis=1).reshape(-1)
-        exponent, source, target = (np.repeat(values, 2)[needed] for values in (exponent, self.source, self.target))
+        key = np.where(exact, count, EXACT_WINDOWS + exponent).astype(np.uint16)  # one per window size
+        key, window, source, target = (np.repeat(values, 2)[needed] for values in (key, window, source, target))
         last = np.stack((np.zeros(len(shift), np.int64), shift), axis=1).reshape(-1)[needed]
         source, target = source + last, target + last
-        order = np.argsort(exponent, kind="stable")  # a radix sort: uint8 keys
-        bounds = np.flatnonzero(np.diff(exponent[order], prepend=-1, append=64))
-        return [(1 << int(exponent[order[start]]), source[order[start:stop]], target[order[start:stop]])
-                for start, stop in zip(bounds[:-1], bounds[1:])]
+        order = np.argsort(key, kind="stable")  # a radix sort: 16-bit keys; keeps the order of the output
+        classes = np.flatnonzero(np.diff(key[order], prepend=-1, append=1 << 16))
+        return [(int(window[order[start]]), source[order[start:stop]], target[order[start:stop]])
+                for start, stop in zip(classes[:-1], classes[1:])]
