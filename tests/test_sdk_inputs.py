@@ -59,6 +59,7 @@ def test_from_arrays_reads_groups_at_roots_only():
         assert forest.groups == [3] and forest.group.tolist() == [0, 0, 0, 0]
     forest = treecredit.Forest.from_arrays([-1, -1, 1, 0], group=["b", "a", None, None], reward=[nan, nan, 1, 0])
     assert forest.groups == ["b", "a"] and forest.group.tolist() == [0, 1, 1, 0]  # in order of first root
+    assert forest.add(None, group="a") == 4 and forest.group[4] == 1  # a later root joins its label's group
 
 
 @pytest.mark.parametrize("build, message", [

@@ -82,7 +82,8 @@ class Forest:
                 raise ValueError(f"{where}parent {parent} is not an existing node (0..{node - 1})")
             group_id = self._group_of(parent)
             if group is not None and self.groups[group_id] != _label(group, where):
-                raise ValueError(f"{where}only roots name a group; it inherits its parent's ({self.groups[group_id]!r})")
+                raise ValueError(
+                    f"{where}only roots name a group; it inherits its parent's ({self.groups[group_id]!r})")
 
         if isinstance(tokens, (int, np.integer)):
             count, ids = int(tokens), None
@@ -93,7 +94,8 @@ class Forest:
             count = len(ids)
         given = {"token_ids": ids, "loss_mask": loss_mask, "logprobs": logprobs,
                  "topk_logprobs": topk_logprobs, "confidence": confidence}
-        checked = {name: token_values(name, values, count, where) for name, values in given.items() if values is not None}
+        checked = {name: token_values(name, values, count, where)
+                   for name, values in given.items() if values is not None}
         width = self._topk_width()
         if count and "topk_logprobs" in checked and width not in (None, checked["topk_logprobs"].shape[1]):
             raise ValueError(f"{where}topk_logprobs has k = {checked['topk_logprobs'].shape[1]} per token; "

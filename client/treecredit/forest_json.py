@@ -126,9 +126,6 @@ def _validated(columns: dict[str, list], name, estimator: str | None) -> ForestD
     for i in np.flatnonzero(parent >= 0):
         if groups[i] is not None and groups[i] != groups[root[i]]:
             raise InvalidArgument(name("group", i), f"only roots name a group; node {i} is in {groups[root[i]]!r}")
-    code_of = {}
-    group = np.asarray([code_of.setdefault(groups[r], len(code_of)) for r in root], np.int64).reshape(-1)
-    distinct = list(code_of)
 
     num_tokens = np.asarray([_count(v, name("num_tokens", i)) for i, v in enumerate(columns.get("num_tokens", [0] * n))],
                             np.int64).reshape(-1)
@@ -151,8 +148,7 @@ def _validated(columns: dict[str, list], name, estimator: str | None) -> ForestD
         if missing.any():
             raise InvalidArgument(name("node_advantages", int(np.argmax(missing))), "every node needs an advantage, or none")
 
-    forest = Forest.from_arrays(parent, group=group, reward=reward, num_tokens=num_tokens)
-    forest.groups = distinct
+    forest = Forest.from_arrays(parent, group=np.fromiter(groups, object, n), reward=reward, num_tokens=num_tokens)
     return ForestDocument(forest, [label or "" for label in labels], advantages, estimator)
 
 

@@ -53,7 +53,8 @@ def tokens_request(trajectories, *, topk_logprobs=None, confidence=None, num_tok
         if len(trajectories) != 1:
             raise ValueError("num_tokens is required with several trajectories")
         num_tokens = [len(values)]
-    chunk = pb.TokenChunk(trajectory=_wire.encode(trajectories), num_tokens=_wire.encode(as_numpy(num_tokens), np.int64))
+    chunk = pb.TokenChunk(trajectory=_wire.encode(trajectories),
+                          num_tokens=_wire.encode(as_numpy(num_tokens), np.int64))
     if confidence is None:
         encode_floats(values, wire_dtype, chunk.topk_logprobs)
     else:
