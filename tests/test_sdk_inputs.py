@@ -117,6 +117,14 @@ def test_bad_nodes_raise_naming_the_node():
     assert grown((0, [3], dict(group="other"))) == "node 2: only roots name a group; it inherits its parent's ('q')"
 
 
+def test_a_refused_root_leaves_no_trace():
+    forest = treecredit.Forest()
+    with pytest.raises(ValueError, match="logprobs"):
+        forest.add(None, [1], group="a", logprobs=[0.5])
+    assert forest.add(None, group="b") == 0 and forest.add(None, group="a") == 1
+    assert forest.groups == ["b", "a"] and forest.group.tolist() == [0, 1]
+
+
 def test_whole_float_parents_are_node_ids():
     forest = treecredit.Forest.from_arrays(np.array([-1.0, 0.0, 0.0]), group=[1, 1, 1], reward=[nan, 1, 0])
     assert forest.parent.dtype == np.int64 and forest.parent.tolist() == [-1, 0, 0]

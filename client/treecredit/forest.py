@@ -72,7 +72,7 @@ class Forest:
             if group is None:
                 raise ValueError(f"{where}a root needs a group")
             group = _label(group, where)
-            group_id = self._group_ids.setdefault(group, len(self.groups))
+            group_id = self._group_ids.get(group, len(self.groups))
         else:
             parent_id = integers(parent, where + "parent")
             if parent_id.ndim:
@@ -106,6 +106,7 @@ class Forest:
             for name, values in checked.items():
                 self._tokens[name].append((node, values))
         if group_id == len(self.groups):
+            self._group_ids[group] = group_id
             self.groups.append(group)
         self._parent.append(-1 if parent is None else parent)
         self._group.append(group_id)
