@@ -174,20 +174,19 @@ def _numbers(values: list, column: str, name) -> np.ndarray:
 
 def _confidence(lists: list, num_tokens: np.ndarray, name) -> np.ndarray:
     """float32 `[T]`: every node's token confidences, one finite number per token, in node order."""
-    parts = []
-    for i, values in enumerate(lists):
-        if values is None and num_tokens[i] == 0:
+    values = []
+    for i, given in enumerate(lists):
+        if given is None and num_tokens[i] == 0:
             continue
-        if not isinstance(values, list):
-            raise InvalidArgument(name("confidence", i), f"expected a list of {num_tokens[i]} numbers (one per token), "
-                                                         f"got {_kind(values)}")
-        if len(values) != num_tokens[i]:
-            raise InvalidArgument(name("confidence", i), f"has {len(values)} values for {num_tokens[i]} tokens")
-        parts.append(_numbers(values, "confidence", lambda column, j: f"{name(column, i)}[{j}]"))
-        if np.isnan(parts[-1]).any():
-            j = int(np.argmax(np.isnan(parts[-1])))
-            raise InvalidArgument(f"{name('confidence', i)}[{j}]", "expected a finite number, got null")
-    return np.concatenate(parts).astype(np.float32) if parts else np.zeros(0, np.float32)
+        if not isinstance(given, list):
+            raise InvalidArgument(name("confidence", i), f"expected a list of numbers (one per token), got {_kind(given)}")
+        if len(given) != num_tokens[i]:
+            raise InvalidArgument(name("confidence", i), f"has {len(given)} values for {num_tokens[i]} tokens")
+        for j, value in enumerate(given):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise InvalidArgument(f"{name('confidence', i)}[{j}]", f"expected a finite number, got {value!r}")
+        values.extend(given)
+    return np.asarray(values, np.float32)
 
 
 def _count(value, field: str, confidence=None) -> int:
