@@ -157,6 +157,10 @@ class Page:
         """Move the mouse to (x, y) in CSS pixels of the viewport, as a person would."""
         self.send("Input.dispatchMouseEvent", {"type": "mouseMoved", "x": x, "y": y})
 
+    def click(self, x: float, y: float) -> None:
+        for kind in ("mousePressed", "mouseReleased"):
+            self.send("Input.dispatchMouseEvent", {"type": kind, "x": x, "y": y, "button": "left", "clickCount": 1})
+
     def requested_urls(self) -> list[str]:
         return [e["params"]["request"]["url"] for e in self.browser.events
                 if e["method"] == "Network.requestWillBeSent" and e.get("sessionId") == self.session]
