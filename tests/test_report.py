@@ -81,6 +81,26 @@ def hover(page, node: int) -> dict[str, str]:
                          ".map(e => [e.dataset.field, e.textContent]))")
 
 
+def assert_verdicts(page) -> None:
+    """The trace, query and Watch verdicts of the forest above, by hand."""
+    # Trace: lowest 2-token window means in group a are 1 (leaf 2), 4 (3), 2 (4) and 3.5 (5); the 50th percentile of
+    # [1, 2, 3.5, 4] is 2.75, so leaves 3 and 5 are kept. Group b: all 5, all kept (ties are kept).
+    verdict = page.evaluate("Object.fromEntries([...document.querySelectorAll('#groups [data-verdict]')]"
+                            ".map(e => [e.dataset.node, e.dataset.verdict]))")
+    assert verdict == {"2": "drop", "3": "keep", "4": "drop", "5": "keep", "7": "keep", "8": "keep", "10": "keep"}
+    # Query verdicts: group b's rewards are all 1 (zero variance, dropped); group a's vary.
+    queries = page.evaluate("[...document.querySelectorAll('#groups [data-query-verdict]')]"
+                            ".map(e => [e.dataset.queryVerdict, e.dataset.reason])")
+    assert queries == [["keep", "informative"], ["drop", "zero_variance"]]
+    assert page.evaluate("[...document.querySelectorAll('#groups [data-kept]')].map(e => e.textContent)") == [
+        "kept 2/4", "kept 3/3"]
+    # Watch holding the threshold 2.75 stops leaf 2 where its window [1 1] ends (token 3 of [5 5 1 1]) and leaf 4 at
+    # token 6 of [5 5 4 4 4 2 2]; leaves 3 and 5 never fall below it.
+    stops = {leaf: hover(page, leaf).get("stop") for leaf in (2, 3, 4, 5)}
+    assert stops == {2: "stops it at token 3", 3: "lets it finish", 4: "stops it at token 6", 5: "lets it finish"}
+    assert hover(page, 2)["verdict"] == "DROP (low confidence)"
+
+
 def test_the_sdk_report_of_a_batch_shows_every_node_group_and_verdict_and_hover_shows_v_and_a(
         client, browser, tmp_path):
     forest = small_forest()
@@ -99,17 +119,7 @@ def test_the_sdk_report_of_a_batch_shows_every_node_group_and_verdict_and_hover_
                            ".map(e => +e.dataset.node).sort((x, y) => x - y)])")
     assert groups == [["a", [0, 1, 2, 3, 4, 5]], ["b", [6, 7, 8, 9, 10]]]
 
-    # Trace verdicts, by hand: lowest 2-token window means of group a's trajectories are 1 (leaf 2), 4 (3), 2 (4)
-    # and 3.5 (5); the 50th percentile of [1, 2, 3.5, 4] is 2.75, so leaves 3 and 5 are kept. Group b: all 5, kept.
-    verdict = page.evaluate("Object.fromEntries([...document.querySelectorAll('#groups [data-verdict]')]"
-                            ".map(e => [e.dataset.node, e.dataset.verdict]))")
-    assert verdict == {"2": "drop", "3": "keep", "4": "drop", "5": "keep", "7": "keep", "8": "keep", "10": "keep"}
-    # Query verdicts: group b's rewards are all 1 (zero variance, dropped); group a's vary.
-    queries = page.evaluate("[...document.querySelectorAll('#groups [data-query-verdict]')]"
-                            ".map(e => [e.dataset.queryVerdict, e.dataset.reason])")
-    assert queries == [["keep", "informative"], ["drop", "zero_variance"]]
-    assert page.evaluate("[...document.querySelectorAll('#groups [data-kept]')].map(e => e.textContent)") == [
-        "kept 2/4", "kept 3/3"]
+    assert_verdicts(page)
 
     expected = by_hand()
     for estimator, a in expected["a"].items():
@@ -122,15 +132,10 @@ def test_the_sdk_report_of_a_batch_shows_every_node_group_and_verdict_and_hover_
             assert fields["a"] == f"{a[node]:+.4f}", (estimator, node)
             if estimator in ("grpo", "tree_grpo") and node == 3:
                 assert fields["A"] == f"{a[node]:+.4f}"
-    # Watch holding the threshold 2.75 stops leaf 2 where its window [1 1] ends (token 3 of [5 5 1 1]) and leaf 4 at
-    # token 6 of [5 5 4 4 4 2 2]; leaves 3 and 5 never fall below it.
     # A label that would close the data island's script tag is shown as it is.
     assert page.evaluate("document.querySelector('#detail h2').textContent") == "node 3 · check"
     hover(page, 1)
     assert page.evaluate("document.querySelector('#detail h2').textContent") == f"node 1 · {LABELS[1]}"
-    stops = {leaf: hover(page, leaf).get("stop") for leaf in (2, 3, 4, 5)}
-    assert stops == {2: "stops it at token 3", 3: "lets it finish", 4: "stops it at token 6", 5: "lets it finish"}
-    assert hover(page, 2)["verdict"] == "DROP (low confidence)"
 
     # The sharing figures: 20 unique tokens; trajectories of 4 + 7 + 7 + 6 + 3 + 3 + 3 tokens.
     sharing = page.evaluate("[...document.querySelectorAll('#sharing b')].map(e => e.textContent)")
@@ -156,3 +161,16 @@ def test_the_cli_writes_a_report_of_the_example_that_opens_in_chromium(capsys, s
     assert fields["a"] == f"{(1 - 3 / 7) + (1 - 2 / 3):+.4f}"
     assert "verdict" not in fields  # no confidences: nothing to filter on
 
+
+
+def test_the_cli_report_of_a_json_forest_with_confidences_shows_the_same_verdicts(server, browser, tmp_path):
+    nodes = [{"parent": None if p < 0 else p, "confidence": c, "label": label}
+             | ({"group": g} if p < 0 else {}) | ({} if math.isnan(r) else {"reward": r})
+             for p, g, r, c, label in zip(PARENT, GROUP, REWARD, CONFIDENCE, LABELS)]
+    (tmp_path / "forest.json").write_text(json.dumps({"nodes": nodes}))
+    out = tmp_path / "report.html"
+    assert cli.main(["report", str(tmp_path / "forest.json"), "-o", str(out), "--target", server.target,
+                     "--window", "2", "--keep-percent", "50"]) == 0
+    page = browser.page(out.as_uri())
+    assert_verdicts(page)
+    assert hover(page, 1)["V"] == f"{by_hand()['V'][1]:.4f}"
