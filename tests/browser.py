@@ -26,9 +26,11 @@ def ensure_chromium() -> str:
     found = shutil.which("chromium")
     if found is None:
         environment = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(["apt-get", "update"], check=True, capture_output=True, env=environment)
-        subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", "chromium"], check=True,
-                       capture_output=True, env=environment)
+        for step in (["apt-get", "update"], ["apt-get", "install", "-y", "--no-install-recommends", "chromium"]):
+            done = subprocess.run(step, capture_output=True, text=True, env=environment)
+            if done.returncode:
+                raise RuntimeError(f"chromium is missing and `{' '.join(step)}` failed (root on Debian needed): "
+                                   f"{done.stderr.strip()[-500:]}")
         found = shutil.which("chromium")
     if found is None:
         raise RuntimeError("apt-get installed chromium but it is not on PATH")
@@ -152,6 +154,19 @@ class Page:
         if "exceptionDetails" in reply:
             raise DevToolsError(f"{expression[:80]}: {reply['exceptionDetails']}")
         return reply["result"].get("value")
+
+    def wait_for(self, expression: str, timeout_ms: int = 10000):
+        """Poll a JavaScript expression once per animation frame until it is truthy; its value."""
+        return self.evaluate(f"""new Promise((resolve, reject) => {{
+            const until = performance.now() + {timeout_ms};
+            const poll = () => {{
+                const value = ({expression});
+                if (value) resolve(value);
+                else if (performance.now() > until) reject(new Error("timed out waiting for: " + {json.dumps(expression)}));
+                else requestAnimationFrame(poll);
+            }};
+            poll();
+        }})""")
 
     def hover(self, x: float, y: float) -> None:
         """Move the mouse to (x, y) in CSS pixels of the viewport, as a person would."""

@@ -76,7 +76,7 @@ def centre_of(page, selector: str) -> tuple[float, float]:
 def hover(page, node: int) -> dict[str, str]:
     """Move the mouse onto `node` and read the side panel's fields."""
     page.hover(*centre_of(page, f'#groups [data-node="{node}"]'))
-    assert page.evaluate("document.getElementById('detail').dataset.node") == str(node)
+    page.wait_for(f"document.getElementById('detail').dataset.node === '{node}'")
     return page.evaluate("Object.fromEntries([...document.querySelectorAll('#detail [data-field]')]"
                          ".map(e => [e.dataset.field, e.textContent]))")
 
