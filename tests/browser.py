@@ -49,18 +49,17 @@ class Chromium:
         self._profile = tempfile.mkdtemp(prefix="treecredit-chromium-")
         commands_read, self._commands = os.pipe()
         self._answers, answers_write = os.pipe()
-
-        def onto_3_and_4() -> None:  # in the child: the pipe ends become fds 3 and 4 (moved up first: no clobbering)
-            high_read = fcntl.fcntl(commands_read, fcntl.F_DUPFD, 10)
-            high_write = fcntl.fcntl(answers_write, fcntl.F_DUPFD, 10)
-            os.dup2(high_read, 3)
-            os.dup2(high_write, 4)
-
-        self.process = subprocess.Popen(
-            [executable or ensure_chromium(), *FLAGS, f"--user-data-dir={self._profile}", "about:blank"],
-            pass_fds=(3, 4), preexec_fn=onto_3_and_4, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        os.close(commands_read)
-        os.close(answers_write)
+        # Chromium reads commands on fd 3 and writes on fd 4. bash moves the pipe ends there just before exec (no
+        # preexec_fn, which is unsafe with threads); the ends are copied above fd 9 first so that no move clobbers.
+        ends = [fcntl.fcntl(fd, fcntl.F_DUPFD, 10) for fd in (commands_read, answers_write)]
+        self._log = Path(self._profile) / "chromium.log"
+        with open(self._log, "wb") as log:
+            self.process = subprocess.Popen(
+                ["bash", "-c", f'exec "$0" "$@" 3<&{ends[0]} 4>&{ends[1]} {ends[0]}<&- {ends[1]}>&-',
+                 executable or ensure_chromium(), *FLAGS, f"--user-data-dir={self._profile}", "about:blank"],
+                pass_fds=ends, stdout=log, stderr=log)
+        for fd in (*ends, commands_read, answers_write):
+            os.close(fd)
         self._next_id = 0
         self._lock = threading.Lock()
         self._waiting: dict[int, queue.SimpleQueue] = {}
@@ -95,8 +94,12 @@ class Chromium:
         message = {"id": ident, "method": method, "params": params or {}}
         if session:
             message["sessionId"] = session
-        os.write(self._commands, json.dumps(message).encode() + b"\0")
-        reply = answer.get(timeout=self.timeout)
+        try:
+            os.write(self._commands, json.dumps(message).encode() + b"\0")
+            reply = answer.get(timeout=self.timeout)
+        except (BrokenPipeError, queue.Empty):
+            raise DevToolsError(f"{method}: no answer; chromium exit status {self.process.poll()}, its log ends: "
+                                f"{self._log.read_text(errors='replace')[-2000:]}") from None
         if "error" in reply:
             raise DevToolsError(f"{method}: {reply['error']}")
         return reply["result"]
@@ -119,7 +122,7 @@ class Chromium:
     def close(self) -> None:
         try:
             self.send("Browser.close")
-        except (DevToolsError, queue.Empty, OSError):
+        except (DevToolsError, OSError):
             self.process.kill()
         self.process.wait(timeout=self.timeout)
         os.close(self._commands)

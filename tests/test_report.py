@@ -99,6 +99,10 @@ def assert_verdicts(page) -> None:
     stops = {leaf: hover(page, leaf).get("stop") for leaf in (2, 3, 4, 5)}
     assert stops == {2: "stops it at token 3", 3: "lets it finish", 4: "stops it at token 6", 5: "lets it finish"}
     assert hover(page, 2)["verdict"] == "DROP (low confidence)"
+    # The curve drawn for leaf 4 runs along its path 0-1-4: 7 tokens, lowest window mean (2 + 2) / 2.
+    hover(page, 4)
+    assert page.evaluate("[document.getElementById('confidence').dataset.tokens, "
+                         "document.getElementById('confidence').dataset.lowest]") == ["7", "2.000"]
 
 
 def test_the_sdk_report_of_a_batch_shows_every_node_group_and_verdict_and_hover_shows_v_and_a(
