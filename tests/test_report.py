@@ -13,6 +13,7 @@ The forest (window 2, keep 50 %), confidences per token in brackets:
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 from pathlib import Path
@@ -178,3 +179,18 @@ def test_the_cli_report_of_a_json_forest_with_confidences_shows_the_same_verdict
     page = browser.page(out.as_uri())
     assert_verdicts(page)
     assert hover(page, 1)["V"] == f"{by_hand()['V'][1]:.4f}"
+
+
+def test_top_k_log_probs_give_the_same_verdicts_and_curves_as_their_confidences(client):
+    forest = treecredit.Forest()
+    for parent, group, reward, confidence in zip(PARENT, GROUP, REWARD, CONFIDENCE):
+        rows = [[-c - 1.0, -c + 1.0] for c in confidence]  # confidence = -mean of the top-k log-probs = c
+        forest.add(None if parent < 0 else parent, len(confidence), group=group if parent < 0 else None,
+                   reward=None if math.isnan(reward) else reward, topk_logprobs=rows)
+    results, verdicts = report.gather(client, forest, ["value_diff"], window=2, keep_percent=50)
+    assert verdicts.watch_stop.tolist() == [3, -1, 6, -1, -1, -1, -1]  # leaves 2, 3, 4, 5, 7, 8, 10
+    island = report.data(forest, results, verdicts)["verdicts"]
+    assert island["keep"] == [False, True, False, True, True, True, True]
+    decoded = np.frombuffer(base64.b64decode(island["confidence"]), "<f2").tolist()
+    assert decoded == [c for node in CONFIDENCE for c in node]
+    assert island["confidence_count"] == [len(node) for node in CONFIDENCE]
