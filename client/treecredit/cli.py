@@ -61,8 +61,8 @@ def _parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help, description=help)
         sub.add_argument("forest", help="a forest JSON file (docs/FOREST_JSON.md)")
         if several:
-            sub.add_argument("--estimator", choices=ESTIMATORS, action="append",
-                             help=f"repeat for several (default: {', '.join(report.ESTIMATORS)})")
+            sub.add_argument("--estimator", choices=report.ESTIMATORS, action="append",
+                             help=f"repeat for several (default: all of {', '.join(report.ESTIMATORS)})")
         else:
             sub.add_argument("--estimator", choices=ESTIMATORS, default="tree_grpo")
         sub.add_argument("--target", help=f"server address (default $TREECREDIT_TARGET or {DEFAULT_TARGET})")
