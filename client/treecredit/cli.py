@@ -61,7 +61,7 @@ def _parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help, description=help)
         sub.add_argument("forest", help="a forest JSON file (docs/FOREST_JSON.md)")
         if several:
-            sub.add_argument("--estimator", choices=report.ESTIMATORS, action="append",
+            sub.add_argument("--estimator", choices=ESTIMATORS, action="append",
                              help=f"repeat for several (default: all of {', '.join(report.ESTIMATORS)})")
         else:
             sub.add_argument("--estimator", choices=ESTIMATORS, default="tree_grpo")
