@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from treecredit import cli, forest_json, render
+from treecredit.forest import Forest
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "forest.json"
@@ -69,6 +70,26 @@ def test_render_html_scores_through_the_server(capsys, server, tmp_path):
     assert status == 0
     text = page.read_text()
     assert text.startswith("<!doctype html>") and "<svg" in text and "treerl advantages" in text
+    assert "colour: a(n), the advantage every token of node n gets" in text
+
+
+def test_a_leaf_scoped_picture_says_its_internal_colours_are_means_of_leaf_advantages(capsys, server, tmp_path):
+    picture = tmp_path / "credit.svg"
+    assert run(capsys, "render", EXAMPLE, "-o", picture, "--estimator", "grpo", "--target", server.target)[0] == 0
+    assert "the mean A(l) of n&#x27;s leaves; every token of a trajectory gets its leaf&#x27;s A(l)" in picture.read_text()
+
+
+def test_labels_never_print_minus_zero_and_keep_the_space_after_the_reward():
+    forest = Forest.from_arrays([-1, 0, 0], group=["q"] * 3, reward=[np.nan, 1.0, 0.0])
+    root = ET.fromstring(render.svg(forest, np.array([-0.004, 0.001, -0.006]), labels=["", "check roots", ""]))
+    values = [g[2].text for g in root.iter(f"{SVG}g")]
+    assert values == ["0.00", "0.00", "-0.01"]
+    ticks = [t.text for t in root.iter(f"{SVG}text") if t.text in ("-0.01", "0", "+0.01")]
+    assert ticks[:3] == ["-0.01", "0", "+0.01"]
+    reward, label = next(t for t in root.iter(f"{SVG}text") if t.find(f"{SVG}tspan") is not None)
+    # librsvg drops a tspan's leading space ("R = 1check roots"): the gap is an offset, not a character.
+    assert (reward.text, label.text, label.get("dx")) == ("R = 1", "check roots", "6")
+    assert render.signed(-0.0049) == "0.00" and render.signed(0.005) == "+0.01"
 
 
 def test_the_readme_picture_is_what_render_draws_from_the_example(capsys, server, tmp_path):
@@ -126,6 +147,14 @@ LEAF = {"parent": 0, "reward": 1.0}
         ({"parent": [None, 0], "group": ["q", None], "reward": None}, "reward: expected a list, got null"),
         ({"parent": [None, 0], "group": ["q", None], "reward": [None, 1], "estimator": 3},
          "estimator: expected a string"),
+        ({"nodes": [{"parent": None, "group": "q", "num_tokens": 2, "confidence": [1]}, LEAF]},
+         r"nodes\[0\]\.confidence: has 1 values for 2 tokens"),
+        ({"nodes": [{"parent": None, "group": "q", "confidence": [1, None]}, LEAF]},
+         r"nodes\[0\]\.confidence\[1\]: expected a finite number, got None"),
+        ({"nodes": [{"parent": None, "group": "q", "num_tokens": 2}, {**LEAF, "confidence": [1]}]},
+         r"nodes\[0\]\.confidence: expected a list of numbers \(one per token\), got null"),
+        ({"parent": [None, 0], "group": ["q", None], "reward": [None, 1], "confidence": [[2], [True]]},
+         r"confidence\[1\]\[0\]: expected a finite number, got True"),
     ],
 )
 def test_malformed_forest_files_are_refused_naming_the_field(capsys, tmp_path, document, message):
@@ -146,6 +175,17 @@ def test_columns_and_node_lists_read_the_same_forest():
         np.testing.assert_array_equal(a.arrays[name], b.arrays[name])
     np.testing.assert_array_equal(a.reward, b.reward)
     assert a.groups == b.groups == ["q", 7]
+
+
+def test_token_confidences_are_read_per_node_and_written_back_by_score_json(capsys, server, tmp_path):
+    path = tmp_path / "forest.json"
+    path.write_text(json.dumps({"nodes": [{"parent": None, "group": "q", "confidence": [0.5, 1.5]},
+                                          {"parent": 0, "reward": 1.0}, {"parent": 0, "reward": 0.0, "confidence": [2]}]}))
+    forest = forest_json.load(path).forest
+    assert forest.num_tokens.tolist() == [2, 0, 1]  # num_tokens defaults to the confidences given
+    assert forest.confidence.tolist() == [0.5, 1.5, 2.0]
+    status, out, _ = run(capsys, "score", path, "--format", "json", "--target", server.target)
+    assert status == 0 and json.loads(out)["confidence"] == [[0.5, 1.5], None, [2.0]]
 
 
 def test_not_json_and_bad_output_suffix(capsys, tmp_path):

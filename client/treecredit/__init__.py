@@ -21,6 +21,7 @@ from treecredit.shared_memory import SharedLogits, SharedMemoryRegion
 from treecredit.tokens import TokenStatsResult, TraceConfidence
 from treecredit.topology import Topology
 from treecredit.watch import AsyncWatchSession, WatchSession, WatchSummary
+from treecredit import report  # after results: report.py builds on them
 
 __all__ = [
     "RETRY",

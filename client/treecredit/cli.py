@@ -2,11 +2,14 @@
 
     treecredit score forest.json --estimator tree_grpo [--target HOST:PORT] [--format table|json]
     treecredit render forest.json -o credit.svg        (or credit.html)
+    treecredit report forest.json -o report.html [--estimator NAME ...]
 
 `score` prints every node's advantage as a table (or, with `--format json`, the forest with its
-advantages as JSON). `render` draws the trees coloured by advantage. Both score through a server
-(`--target`, default $TREECREDIT_TARGET or 127.0.0.1:50051); `render` of a file that already carries
-advantages (the output of `score --format json`) needs no server unless `--target` is given.
+advantages as JSON). `render` draws the trees coloured by advantage. `report` writes a self-contained
+HTML page of the whole batch: every estimator's credit, the filter's verdicts and where Watch stops each
+trajectory (treecredit.report). They score through a server (`--target`, default $TREECREDIT_TARGET or
+127.0.0.1:50051); `render` of a file that already carries advantages (the output of `score --format
+json`) needs no server unless `--target` is given.
 The file format: docs/FOREST_JSON.md. `--estimator` is one of grpo, tree_grpo, treerl, value_diff: toolpo
 and srl need inputs beyond the forest and are scored from the SDK.
 """
@@ -22,7 +25,7 @@ from pathlib import Path
 
 import grpc
 
-from treecredit import forest_json, render
+from treecredit import forest_json, render, report
 from treecredit.client import ESTIMATORS as SCORE_ESTIMATORS
 from treecredit.client import CreditClient
 from treecredit.errors import RequestError
@@ -31,6 +34,9 @@ DEFAULT_TARGET = "127.0.0.1:50051"
 # toolpo and srl also need per-leaf inputs (tool-call masks, action texts) that a forest file does not carry:
 # they are scored from the SDK (examples/toolpo.py, examples/srl.py), not offered here.
 ESTIMATORS = [name for name in SCORE_ESTIMATORS if name not in ("toolpo", "srl")]
+
+SCOPES = {"grpo": "leaf", "tree_grpo": "leaf", "srl": "leaf", "treerl": "node", "value_diff": "node",
+          "toolpo": "tool_call"}  # what a token's advantage is, by estimator (ALGORITHMS.md section 3)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,10 +60,14 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="treecredit", description="Step-level credit of rollout trees.")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
-    def command(name: str, run, help: str) -> argparse.ArgumentParser:
+    def command(name: str, run, help: str, several: bool = False) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help, description=help)
         sub.add_argument("forest", help="a forest JSON file (docs/FOREST_JSON.md)")
-        sub.add_argument("--estimator", choices=ESTIMATORS, default="tree_grpo")
+        if several:
+            sub.add_argument("--estimator", choices=ESTIMATORS, action="append",
+                             help=f"repeat for several (default: all of {', '.join(report.ESTIMATORS)})")
+        else:
+            sub.add_argument("--estimator", choices=ESTIMATORS, default="tree_grpo")
         sub.add_argument("--target", help=f"server address (default $TREECREDIT_TARGET or {DEFAULT_TARGET})")
         sub.add_argument("--no-normalize-std", dest="normalize_std", action="store_false",
                          help="centre without dividing by the group's std (Dr. GRPO)")
@@ -70,12 +80,20 @@ def _parser() -> argparse.ArgumentParser:
                        help="json: the forest with node_advantages and leaf_advantages, for `render`")
     draw = command("render", _render, "draw the trees coloured by advantage (.svg or .html)")
     draw.add_argument("-o", "--output", required=True, type=Path, help="credit.svg or credit.html")
+    page = command("report", _report, "write a self-contained HTML report of the batch's credit", several=True)
+    page.add_argument("-o", "--output", required=True, type=Path, help="report.html")
+    page.add_argument("--window", type=int, default=2048, help="confidence window, tokens (default 2048)")
+    page.add_argument("--keep-percent", type=float, default=90.0,
+                      help="trajectories the filter keeps per group, percent (default 90)")
     return parser
 
 
+def _client(args) -> CreditClient:
+    return CreditClient(args.target or os.environ.get("TREECREDIT_TARGET") or DEFAULT_TARGET, timeout=args.timeout)
+
+
 def _scored(args, document: forest_json.ForestDocument):
-    target = args.target or os.environ.get("TREECREDIT_TARGET") or DEFAULT_TARGET
-    with CreditClient(target, timeout=args.timeout) as client:
+    with _client(args) as client:
         return client.score(document.forest, args.estimator, normalize_std=args.normalize_std)
 
 
@@ -97,11 +115,24 @@ def _render(args, document: forest_json.ForestDocument) -> int:
         return 2
     if document.node_advantages is not None and args.target is None:
         advantages, estimator = document.node_advantages, document.estimator or "precomputed"
+        scope = SCOPES.get(estimator)
     else:
-        advantages, estimator = _scored(args, document).node_advantages, args.estimator
+        result = _scored(args, document)
+        advantages, estimator, scope = result.node_advantages, args.estimator, result.scope
     title = f"{Path(args.forest).name}: {estimator} advantages"
     draw = render.svg if suffix == ".svg" else render.html
-    args.output.write_text(draw(document.forest, advantages, labels=document.labels, title=title))
+    args.output.write_text(draw(document.forest, advantages, labels=document.labels, title=title, scope=scope))
+    print(f"wrote {args.output}", file=sys.stderr)
+    return 0
+
+
+def _report(args, document: forest_json.ForestDocument) -> int:
+    with _client(args) as client:
+        results, verdicts = report.gather(client, document.forest, args.estimator or report.ESTIMATORS,
+                                          window=args.window, keep_percent=args.keep_percent,
+                                          normalize_std=args.normalize_std)
+    report.write(args.output, document.forest, results, verdicts, labels=document.labels,
+                 title=f"{Path(args.forest).name}: credit of {len(document.forest.leaves)} trajectories")
     print(f"wrote {args.output}", file=sys.stderr)
     return 0
 

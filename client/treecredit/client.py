@@ -97,7 +97,7 @@ class CreditClient(_Deadline):
         """
         request = score_request(forest, estimator, **options)
         response = self._stub.Score(request, timeout=timeout)
-        return ScoreResult.from_proto(forest, response, options.get("tool_calls"))
+        return ScoreResult.from_proto(forest, response, options.get("tool_calls"), estimator)
 
     def reflect(self, reflection: Reflection, *, timeout: float | None = None) -> ReflectionResult:
         """DRO's R3 per rollout, token weights and query verdicts (sections 6-7)."""
@@ -175,7 +175,7 @@ class AsyncCreditClient(_Deadline):
                     **options) -> ScoreResult:
         request = score_request(forest, estimator, **options)
         response = await self._stub.Score(request, timeout=timeout)
-        return ScoreResult.from_proto(forest, response, options.get("tool_calls"))
+        return ScoreResult.from_proto(forest, response, options.get("tool_calls"), estimator)
 
     async def reflect(self, reflection: Reflection, *, timeout: float | None = None) -> ReflectionResult:
         response = await self._stub.Reflect(reflection.to_proto(), timeout=timeout)

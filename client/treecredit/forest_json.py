@@ -30,6 +30,7 @@ NODE_FIELDS = {
     "reward": "reward",
     "label": "label",
     "advantage": "node_advantages",
+    "confidence": "confidence",
 }
 FIELD_OF = {column: field for field, column in NODE_FIELDS.items()}
 COLUMNS = (*NODE_FIELDS.values(), "leaf_advantages")
@@ -127,8 +128,11 @@ def _validated(columns: dict[str, list], name, estimator: str | None) -> ForestD
         if groups[i] is not None and groups[i] != groups[root[i]]:
             raise InvalidArgument(name("group", i), f"only roots name a group; node {i} is in {groups[root[i]]!r}")
 
-    num_tokens = np.asarray([_count(v, name("num_tokens", i)) for i, v in enumerate(columns.get("num_tokens", [0] * n))],
+    confidence_lists = columns.get("confidence", [None] * n)
+    counts = columns.get("num_tokens", [None] * n)
+    num_tokens = np.asarray([_count(v, name("num_tokens", i), confidence_lists[i]) for i, v in enumerate(counts)],
                             np.int64).reshape(-1)
+    confidence = _confidence(confidence_lists, num_tokens, name) if "confidence" in columns else None
     reward = _numbers(columns.get("reward", [None] * n), "reward", name)
     is_leaf = topology.is_leaf
     for i in range(n):
@@ -148,7 +152,8 @@ def _validated(columns: dict[str, list], name, estimator: str | None) -> ForestD
         if missing.any():
             raise InvalidArgument(name("node_advantages", int(np.argmax(missing))), "every node needs an advantage, or none")
 
-    forest = Forest.from_arrays(parent, group=np.fromiter(groups, object, n), reward=reward, num_tokens=num_tokens)
+    forest = Forest.from_arrays(parent, group=np.fromiter(groups, object, n), reward=reward, num_tokens=num_tokens,
+                                confidence=confidence)
     return ForestDocument(forest, [label or "" for label in labels], advantages, estimator)
 
 
@@ -164,9 +169,26 @@ def _numbers(values: list, column: str, name) -> np.ndarray:
     return out
 
 
-def _count(value, field: str) -> int:
+def _confidence(lists: list, num_tokens: np.ndarray, name) -> np.ndarray:
+    """float32 `[T]`: every node's token confidences, one finite number per token, in node order."""
+    values = []
+    for i, given in enumerate(lists):
+        if given is None and num_tokens[i] == 0:
+            continue
+        if not isinstance(given, list):
+            raise InvalidArgument(name("confidence", i), f"expected a list of numbers (one per token), got {_kind(given)}")
+        if len(given) != num_tokens[i]:
+            raise InvalidArgument(name("confidence", i), f"has {len(given)} values for {num_tokens[i]} tokens")
+        for j, value in enumerate(given):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise InvalidArgument(f"{name('confidence', i)}[{j}]", f"expected a finite number, got {value!r}")
+        values.extend(given)
+    return np.asarray(values, np.float32)
+
+
+def _count(value, field: str, confidence=None) -> int:
     if value is None:
-        return 0
+        return len(confidence) if isinstance(confidence, list) else 0
     if not _is_int(value) or value < 0:
         raise InvalidArgument(field, f"expected a non-negative integer, got {value!r}")
     return value
@@ -195,6 +217,12 @@ def scored(document: ForestDocument, result: ScoreResult, estimator: str) -> dic
         "num_tokens": forest.num_tokens.tolist(),
         "reward": nullable(forest.reward),
         "label": document.labels,
+        **({} if forest.confidence is None else {"confidence": _per_node(forest.confidence, forest.num_tokens)}),
         "node_advantages": nullable(result.node_advantages),
         "leaf_advantages": nullable(result.leaf_advantages),
     }
+
+
+def _per_node(values: np.ndarray, num_tokens: np.ndarray) -> list:
+    """Token values `[T]` as one list per node (null for a node without tokens)."""
+    return [chunk.tolist() or None for chunk in np.split(values.astype(np.float64), np.cumsum(num_tokens)[:-1])]

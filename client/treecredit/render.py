@@ -3,7 +3,9 @@
 Pure Python SVG (no plotting library). `svg(...)` returns the document; `html(...)` wraps it in a page.
 A node's colour is its advantage on a diverging scale (red below 0, blue above, white at 0, symmetric
 around 0); branch points are diamonds, other nodes circles; leaves show their reward. Hovering a
-node shows its id, depth, tokens, reward and advantage.
+node shows its id, depth, tokens, reward and advantage. The legend says what a colour means under the
+estimator's scope: for leaf-scoped estimators (grpo, tree_grpo) an internal node's colour is the mean of its
+leaves' A(l), while its tokens get each trajectory's own A(l).
 """
 
 from __future__ import annotations
@@ -20,7 +22,18 @@ PALETTE = ("#b2182b", "#d6604d", "#f4a582", "#fddbc7", "#f7f7f7", "#d1e5f0", "#9
 NO_VALUE = "#bdbdbd"
 COLUMN = 120  # pixels per depth
 ROW = 44      # pixels per leaf
-LEFT, TOP, RADIUS = 40, 118, 10
+LEFT, TOP, RADIUS = 40, 136, 10
+COLOUR_MEANS = {
+    "leaf": "colour: a(n), the mean A(l) of n's leaves; every token of a trajectory gets its leaf's A(l)",
+    "node": "colour: a(n), the advantage every token of node n gets",
+    "tool_call": "colour: a(n), the mean A_succ(l) of n's leaves; tool-call tokens add A_act(l)",
+}
+
+
+def signed(value: float) -> str:
+    """`value` to two decimals with its sign, and `0.00` (never `-0.00`) for what rounds to zero."""
+    text = f"{value:+.2f}"
+    return "0.00" if text in ("+0.00", "-0.00") else text
 
 
 def colour(value: float, limit: float) -> str:
@@ -63,8 +76,10 @@ def _layout(forest: Forest) -> tuple[np.ndarray, np.ndarray, list[tuple[int, flo
     return row, topology.depth, trees
 
 
-def svg(forest: Forest, node_advantages: np.ndarray, *, labels: list[str] | None = None, title: str = "") -> str:
-    """An SVG document of `forest` with nodes coloured by `node_advantages` (float `[N]`)."""
+def svg(forest: Forest, node_advantages: np.ndarray, *, labels: list[str] | None = None, title: str = "",
+        scope: str | None = None) -> str:
+    """An SVG document of `forest` with nodes coloured by `node_advantages` (float `[N]`); `scope` ("leaf",
+    "node" or "tool_call", the estimator's) puts what a colour means in the legend."""
     advantages = np.asarray(node_advantages, dtype=np.float64)
     row, depth, trees = _layout(forest)
     finite = advantages[np.isfinite(advantages)]
@@ -83,7 +98,7 @@ def svg(forest: Forest, node_advantages: np.ndarray, *, labels: list[str] | None
         f'viewBox="0 0 {width:.0f} {height:.0f}" font-family="Helvetica, Arial, sans-serif" font-size="12">',
         '<rect width="100%" height="100%" fill="white"/>',
         f'<text x="{LEFT}" y="26" font-size="17" font-weight="bold">{escape(title)}</text>',
-        *_legend(limit),
+        *_legend(limit, scope),
     ]
     for d in range(max_depth + 1):  # the depth axis
         gx = LEFT + 150 + COLUMN * d
@@ -124,10 +139,10 @@ def _node(node: int, cx: float, cy: float, advantage: float, limit: float, branc
         shape = f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="{RADIUS}" fill="{fill}" stroke="#555" stroke-width="1.2"/>'
     parts = [f'<g><title>{escape(tip)}</title>', shape,
              f'<text x="{cx:.1f}" y="{cy - RADIUS - 5:.1f}" text-anchor="middle" font-size="10" fill="#444">'
-             f'{advantage:+.2f}</text>']
+             f'{signed(advantage)}</text>']
     if not math.isnan(reward):  # a leaf: reward and label to its right
         parts.append(f'<text x="{cx + RADIUS + 7:.1f}" y="{cy + 4:.1f}" fill="#222"><tspan font-weight="bold">'
-                     f'R = {reward:g}</tspan><tspan fill="#666" font-size="10"> {escape(label)}</tspan></text>')
+                     f'R = {reward:g}</tspan><tspan dx="6" fill="#666" font-size="10">{escape(label)}</tspan></text>')
     elif label:
         parts.append(f'<text x="{cx:.1f}" y="{cy + RADIUS + 13:.1f}" text-anchor="middle" font-size="10" '
                      f'fill="#666">{escape(label)}</text>')
@@ -135,11 +150,11 @@ def _node(node: int, cx: float, cy: float, advantage: float, limit: float, branc
     return "".join(parts)
 
 
-def _legend(limit: float) -> list[str]:
-    """The colour bar from -limit to +limit and the key to the node shapes."""
+def _legend(limit: float, scope: str | None) -> list[str]:
+    """The colour bar from -limit to +limit, what a colour means, and the key to the node shapes."""
     x0, y0, bar = LEFT, 44, 240
     stops = "".join(f'<stop offset="{i / (len(PALETTE) - 1):.3f}" stop-color="{c}"/>' for i, c in enumerate(PALETTE))
-    ticks = [(x0, f"{-limit:+.2f}", "start"), (x0 + bar / 2, "0", "middle"), (x0 + bar, f"{limit:+.2f}", "end")]
+    ticks = [(x0, signed(-limit), "start"), (x0 + bar / 2, "0", "middle"), (x0 + bar, signed(limit), "end")]
     key_x = x0 + bar + 50
     r = RADIUS * 1.35
     return [
@@ -147,6 +162,7 @@ def _legend(limit: float) -> list[str]:
         f'<text x="{x0}" y="{y0 - 4}" fill="#333">advantage</text>',
         f'<rect x="{x0}" y="{y0}" width="{bar}" height="12" fill="url(#advantage-scale)" stroke="#999"/>',
         *(f'<text x="{tx}" y="{y0 + 26}" text-anchor="{anchor}" fill="#333">{text}</text>' for tx, text, anchor in ticks),
+        f'<text x="{x0}" y="{y0 + 46}" fill="#555" font-style="italic">{escape(COLOUR_MEANS.get(scope, "colour: a(n)"))}</text>',
         f'<polygon points="{key_x},{y0 + 6 - r:.1f} {key_x + r:.1f},{y0 + 6} {key_x},{y0 + 6 + r:.1f} {key_x - r:.1f},{y0 + 6}" '
         f'fill="white" stroke="#222" stroke-width="2"/>',
         f'<text x="{key_x + 20}" y="{y0 + 10}" fill="#333">branch point</text>',
@@ -155,9 +171,10 @@ def _legend(limit: float) -> list[str]:
     ]
 
 
-def html(forest: Forest, node_advantages: np.ndarray, *, labels: list[str] | None = None, title: str = "") -> str:
+def html(forest: Forest, node_advantages: np.ndarray, *, labels: list[str] | None = None, title: str = "",
+         scope: str | None = None) -> str:
     """A standalone HTML page holding the SVG picture."""
-    picture = svg(forest, node_advantages, labels=labels, title=title)
+    picture = svg(forest, node_advantages, labels=labels, title=title, scope=scope)
     return (
         '<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         f"<title>{escape(title or 'treecredit')}</title>\n"

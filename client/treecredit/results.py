@@ -67,11 +67,13 @@ class ScoreResult:
     step_similarity: StepSimilarityResult | None = None  # srl
     reflection: ReflectionResult | None = None   # when the request carried a Reflection
     trace_confidence: TraceConfidence | None = None  # when the forest carried confidence or topk_logprobs
+    estimator: str = ""  # the estimator's name, as given to `score`
     _padded: tuple[np.ndarray, np.ndarray, np.ndarray] | None = field(default=None, repr=False)
     _lengths: np.ndarray | None = field(default=None, repr=False)  # tokens per trajectory [P]
 
     @classmethod
-    def from_proto(cls, forest: Forest, response: pb.ScoreResponse, tool_calls: ToolCalls | None = None) -> ScoreResult:
+    def from_proto(cls, forest: Forest, response: pb.ScoreResponse, tool_calls: ToolCalls | None = None,
+                   estimator: str = "") -> ScoreResult:
         prefs, profile = response.preferences, response.depth_profile
         return cls(
             forest=forest,
@@ -84,6 +86,7 @@ class ScoreResult:
             **score_extras(response, tool_calls),
             trace_confidence=(TraceConfidence.from_proto(response.trace_confidence)
                               if response.HasField("trace_confidence") else None),
+            estimator=estimator,
         )
 
     def padded(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -122,6 +125,15 @@ class ScoreResult:
             raise ValueError(f"node {leaf} is not a leaf")
         return advantages[row, : self._lengths[row]]
 
+    def report(self, path, *, others=None, verdicts=None, labels=None, title: str | None = None):
+        """Write the HTML report of this result to `path` (see `treecredit.report`); `others` maps more estimators'
+        names to their results on the same forest (the page switches between them), `verdicts` is
+        `treecredit.report.gather`'s second half. Returns the path."""
+        from treecredit import report  # imports this module
+
+        results = {self.estimator or self.scope: self, **(others or {})}
+        return report.write(path, self.forest, results, verdicts, labels=labels,
+                            title=title or f"treecredit report: {', '.join(results)}")
 
 
 def _row_blocks(rows: int, at_once: int = 256) -> list[slice]:
