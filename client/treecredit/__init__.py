@@ -14,6 +14,7 @@ from treecredit.errors import (Cancelled, DeadlineExceeded, FailedPrecondition, 
                                PermissionDenied, RequestError, ResourceExhausted, ServiceError, Unauthenticated,
                                Unavailable, Unimplemented)
 from treecredit.forest import Forest
+from treecredit.packing import PackedForest
 from treecredit.results import DepthProfile, Preferences, PrefixSharing, ScoreResult
 from treecredit.structures import (CurriculumHistory, CurriculumPlan, Reflection, ReflectionResult, StepSimilarity,
                                    StepSimilarityResult, ToolCalls, srl_batch)
@@ -32,6 +33,7 @@ __all__ = [
     "CreditClient",
     "DepthProfile",
     "Forest",
+    "PackedForest",
     "ServiceError",
     "RequestError",
     "InvalidArgument",

@@ -9,6 +9,7 @@ import grpc
 from treecredit import calls, channel
 from treecredit.confidence import FilterResult, ForkSuggestions, filter_request, forks_request
 from treecredit.forest import Forest
+from treecredit.packing import PackedForest, pack_options
 from treecredit.results import ScoreResult
 from treecredit.shared_memory import SharedMemoryRegion, register_request, regions_of
 from treecredit.structures import (CurriculumHistory, CurriculumPlan, Reflection, ReflectionResult, StepSimilarity,
@@ -47,6 +48,20 @@ def score_request(forest: Forest, estimator: str, *, normalize_std: bool = True,
         if part is not None:
             getattr(request, name).CopyFrom(part.to_proto())
     return request
+
+
+def pack_request(forest: Forest, estimator: str, *, loss_agg_mode: str = "token-mean",
+                 max_response_length: int | None = None, microbatch_tokens: int | None = None, align: int = 1,
+                 **score_options) -> pb.PackRequest:
+    request = pb.PackRequest(options=pack_options(loss_agg_mode, max_response_length, microbatch_tokens, align))
+    request.score.CopyFrom(score_request(forest, estimator, **score_options))
+    return request
+
+
+def packed(forest: Forest, response, microbatch_tokens: int | None, align: int,
+           tool_calls: ToolCalls | None) -> PackedForest | list[PackedForest]:
+    parts = PackedForest.from_proto(forest, response, align, None if tool_calls is None else tool_calls.tool_call_mask)
+    return parts if microbatch_tokens is not None else parts[0]
 
 
 def _channel_options(options: Sequence[tuple[str, object]]) -> list[tuple[str, object]]:
@@ -98,6 +113,19 @@ class CreditClient(_Deadline):
         request = score_request(forest, estimator, **options)
         response = self._stub.Score(request, timeout=timeout)
         return ScoreResult.from_proto(forest, response, options.get("tool_calls"), estimator)
+
+    def pack(self, forest: Forest, estimator: str = "tree_grpo", *, loss_agg_mode: str = "token-mean",
+             max_response_length: int | None = None, microbatch_tokens: int | None = None, align: int = 1,
+             timeout: float | None = None, **score_options) -> PackedForest | list[PackedForest]:
+        """The forest packed for training (ALGORITHMS.md section 12): one `PackedForest`, or with
+        `microbatch_tokens` a list of them, each at most that many tokens after padding to a multiple of `align`.
+        The forest must carry token ids. `loss_agg_mode`: "token-mean", "seq-mean-token-sum",
+        "seq-mean-token-mean" or "seq-mean-token-sum-norm" (`max_response_length` its L); the weights are those
+        of the whole step. `score_options` as for `score`."""
+        request = pack_request(forest, estimator, loss_agg_mode=loss_agg_mode, max_response_length=max_response_length,
+                               microbatch_tokens=microbatch_tokens, align=align, **score_options)
+        response = self._stub.Pack(request, timeout=timeout)
+        return packed(forest, response, microbatch_tokens, align, score_options.get("tool_calls"))
 
     def reflect(self, reflection: Reflection, *, timeout: float | None = None) -> ReflectionResult:
         """DRO's R3 per rollout, token weights and query verdicts (sections 6-7)."""
@@ -176,6 +204,14 @@ class AsyncCreditClient(_Deadline):
         request = score_request(forest, estimator, **options)
         response = await self._stub.Score(request, timeout=timeout)
         return ScoreResult.from_proto(forest, response, options.get("tool_calls"), estimator)
+
+    async def pack(self, forest: Forest, estimator: str = "tree_grpo", *, loss_agg_mode: str = "token-mean",
+                   max_response_length: int | None = None, microbatch_tokens: int | None = None, align: int = 1,
+                   timeout: float | None = None, **score_options) -> PackedForest | list[PackedForest]:
+        request = pack_request(forest, estimator, loss_agg_mode=loss_agg_mode, max_response_length=max_response_length,
+                               microbatch_tokens=microbatch_tokens, align=align, **score_options)
+        response = await self._stub.Pack(request, timeout=timeout)
+        return packed(forest, response, microbatch_tokens, align, score_options.get("tool_calls"))
 
     async def reflect(self, reflection: Reflection, *, timeout: float | None = None) -> ReflectionResult:
         response = await self._stub.Reflect(reflection.to_proto(), timeout=timeout)

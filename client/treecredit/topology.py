@@ -13,6 +13,14 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 
+def expand_ranges(starts: np.ndarray, stops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`(item, index)` for every index of every range `[starts[i], stops[i])`, items in order, int64 each."""
+    starts = np.asarray(starts, np.int64)
+    counts = np.asarray(stops, np.int64) - starts
+    item = np.repeat(np.arange(len(starts)), counts)
+    return item, np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts) + starts[item]
+
+
 @dataclass(frozen=True)
 class Topology:
     """The shape of a forest of N nodes. Arrays are int64 `[N]` unless noted."""
@@ -94,6 +102,48 @@ class Topology:
             nodes = self.level(d)
             out[nodes] += out[self.parent[nodes]]
         return out
+
+    @cached_property
+    def subtree_size(self) -> np.ndarray:
+        """Nodes in each node's subtree, itself included."""
+        return self.subtree_sum(np.ones(self.num_nodes, np.int64))
+
+    @cached_property
+    def preorder_index(self) -> np.ndarray:
+        """Each node's position in the depth-first pre-order of the forest (trees in the order of their roots,
+        children in ascending id); node n's subtree is positions `[preorder_index[n], + subtree_size[n])`."""
+        size = self.subtree_size
+        # Children sorted by parent, ascending id within a family (a stable sort keeps id order).
+        child = np.flatnonzero(self.parent >= 0)
+        child = child[np.argsort(self.parent[child], kind="stable")]
+        earlier = np.cumsum(size[child]) - size[child]  # sizes of all children sorted before this one
+        family_start = np.flatnonzero(np.diff(self.parent[child], prepend=-1))
+        family = np.cumsum(np.diff(self.parent[child], prepend=-1) != 0) - 1
+        step = np.zeros(self.num_nodes, np.int64)
+        step[child] = 1 + earlier - earlier[family_start][family]
+        roots = np.flatnonzero(self.parent < 0)
+        step[roots] = np.cumsum(size[roots]) - size[roots]
+        return self.path_sum(step)
+
+    @cached_property
+    def preorder(self) -> np.ndarray:
+        """Node ids in depth-first pre-order `[N]`."""
+        order = np.empty(self.num_nodes, np.int64)
+        order[self.preorder_index] = np.arange(self.num_nodes)
+        return order
+
+    def nearest_ancestor(self, marked: np.ndarray) -> np.ndarray:
+        """The nearest strict ancestor of each node where `marked` (bool `[N]`) holds, -1 where none does."""
+        marked = np.asarray(marked, bool)
+        rank = self.path_sum(marked.astype(np.int64)) - marked  # marked strict ancestors of each node
+        # The nearest is the last marked node before n in pre-order whose own count of marked ancestors-or-self
+        # equals rank[n]: any later marked node before n lies in its subtree, so it counts more.
+        candidates = np.flatnonzero(marked)
+        key_of = lambda count, position: count * (self.num_nodes + 1) + position  # noqa: E731
+        keys = key_of(rank[candidates] + 1, self.preorder_index[candidates])
+        order = np.argsort(keys)
+        found = np.searchsorted(keys[order], key_of(rank, self.preorder_index), side="right") - 1
+        return np.where(rank > 0, candidates[order][np.maximum(found, 0)], -1)
 
     def path_pairs(self, leaves: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Every (row, node) with node on path(leaves[row]), `[sum of path lengths]` each."""

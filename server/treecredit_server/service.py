@@ -22,10 +22,11 @@ from treecredit.v1 import structures_pb2 as spb
 from treecredit.v1 import tokens_pb2 as tpb
 from treecredit_server import log, metrics, shared_memory
 from treecredit_server.codec import confidence as confidence_codec
+from treecredit_server.codec import packing as packing_codec
 from treecredit_server.codec import score as score_codec
 from treecredit_server.codec import structures as structures_codec
 from treecredit_server.codec import tokens as tokens_codec
-from treecredit_server.compute import credit, curriculum, filtering, forks, reflection, structured, tokens
+from treecredit_server.compute import credit, curriculum, filtering, forks, packing, reflection, structured, tokens
 from treecredit_server.compute import trace_confidence, watch
 from treecredit_server.parsing import MalformedRequest
 from treecredit_server.config import Settings
@@ -167,6 +168,17 @@ class CreditService(pb_grpc.CreditServiceServicer):
         response = structures_codec.encode_score_extras(score_codec.encode_credit(result, estimator), prepared)
         trace = trace_confidence.score_trace_confidence(forest, **trace_options)
         return tokens_codec.add_trace_confidence(response, trace)
+
+    @unary
+    async def Pack(self, request: pb.PackRequest, context) -> pb.PackResponse:
+        return await self._off_loop(self._pack, request)
+
+    def _pack(self, request: pb.PackRequest):
+        decoded = packing_codec.decode_pack(request, self._limits)
+        weights, layout = packing.pack(decoded.forest, decoded.estimator, decoded.inputs, decoded.packing,
+                                       normalize_std=decoded.normalize_std, sibling_std=decoded.sibling_std,
+                                       max_tokens=self._limits.max_tokens)
+        return packing_codec.encode_pack(weights, layout)
 
     @unary
     async def Reflect(self, request: spb.ReflectRequest, context) -> spb.ReflectResponse:

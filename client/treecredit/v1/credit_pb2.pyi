@@ -2,6 +2,7 @@ from treecredit.v1 import forest_pb2 as _forest_pb2
 from treecredit.v1 import structures_pb2 as _structures_pb2
 from treecredit.v1 import confidence_pb2 as _confidence_pb2
 from treecredit.v1 import tokens_pb2 as _tokens_pb2
+from treecredit.v1 import packing_pb2 as _packing_pb2
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -67,6 +68,14 @@ class ScoreRequest(_message.Message):
     step_similarity: _structures_pb2.StepSimilarity
     reflection: _structures_pb2.ReflectRequest
     def __init__(self, forest: _Optional[_Union[_forest_pb2.Forest, _Mapping]] = ..., estimator: _Optional[_Union[Estimator, str]] = ..., options: _Optional[_Union[ScoreOptions, _Mapping]] = ..., tool_calls: _Optional[_Union[_structures_pb2.ToolCalls, _Mapping]] = ..., step_similarity: _Optional[_Union[_structures_pb2.StepSimilarity, _Mapping]] = ..., reflection: _Optional[_Union[_structures_pb2.ReflectRequest, _Mapping]] = ...) -> None: ...
+
+class PackRequest(_message.Message):
+    __slots__ = ("score", "options")
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    score: ScoreRequest
+    options: _packing_pb2.PackOptions
+    def __init__(self, score: _Optional[_Union[ScoreRequest, _Mapping]] = ..., options: _Optional[_Union[_packing_pb2.PackOptions, _Mapping]] = ...) -> None: ...
 
 class Preferences(_message.Message):
     __slots__ = ("winner", "loser", "margin", "depth")

@@ -5,6 +5,7 @@ import warnings
 
 from treecredit.v1 import confidence_pb2 as treecredit_dot_v1_dot_confidence__pb2
 from treecredit.v1 import credit_pb2 as treecredit_dot_v1_dot_credit__pb2
+from treecredit.v1 import packing_pb2 as treecredit_dot_v1_dot_packing__pb2
 from treecredit.v1 import structures_pb2 as treecredit_dot_v1_dot_structures__pb2
 from treecredit.v1 import tokens_pb2 as treecredit_dot_v1_dot_tokens__pb2
 
@@ -41,6 +42,11 @@ class CreditServiceStub:
                 '/treecredit.v1.CreditService/Score',
                 request_serializer=treecredit_dot_v1_dot_credit__pb2.ScoreRequest.SerializeToString,
                 response_deserializer=treecredit_dot_v1_dot_credit__pb2.ScoreResponse.FromString,
+                _registered_method=True)
+        self.Pack = channel.unary_unary(
+                '/treecredit.v1.CreditService/Pack',
+                request_serializer=treecredit_dot_v1_dot_credit__pb2.PackRequest.SerializeToString,
+                response_deserializer=treecredit_dot_v1_dot_packing__pb2.PackResponse.FromString,
                 _registered_method=True)
         self.Reflect = channel.unary_unary(
                 '/treecredit.v1.CreditService/Reflect',
@@ -99,6 +105,13 @@ class CreditServiceServicer:
 
     def Score(self, request, context):
         """Per-step advantages, sibling preferences and the granularity report of a forest (sections 1-3).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Pack(self, request, context):
+        """The packed layout of a forest for training and its per-node loss weights (section 12).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -180,6 +193,11 @@ def add_CreditServiceServicer_to_server(servicer, server):
                     request_deserializer=treecredit_dot_v1_dot_credit__pb2.ScoreRequest.FromString,
                     response_serializer=treecredit_dot_v1_dot_credit__pb2.ScoreResponse.SerializeToString,
             ),
+            'Pack': grpc.unary_unary_rpc_method_handler(
+                    servicer.Pack,
+                    request_deserializer=treecredit_dot_v1_dot_credit__pb2.PackRequest.FromString,
+                    response_serializer=treecredit_dot_v1_dot_packing__pb2.PackResponse.SerializeToString,
+            ),
             'Reflect': grpc.unary_unary_rpc_method_handler(
                     servicer.Reflect,
                     request_deserializer=treecredit_dot_v1_dot_structures__pb2.ReflectRequest.FromString,
@@ -258,6 +276,33 @@ class CreditService:
             '/treecredit.v1.CreditService/Score',
             treecredit_dot_v1_dot_credit__pb2.ScoreRequest.SerializeToString,
             treecredit_dot_v1_dot_credit__pb2.ScoreResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Pack(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/treecredit.v1.CreditService/Pack',
+            treecredit_dot_v1_dot_credit__pb2.PackRequest.SerializeToString,
+            treecredit_dot_v1_dot_packing__pb2.PackResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -202,6 +202,17 @@ def prefix_sharing(forest: ForestArrays) -> PrefixSharing:
     )
 
 
+def advantages(forest: ForestArrays, estimator: Estimator, *, normalize_std: bool = True, sibling_std: bool = False,
+               leaf_advantage: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`(V(n), a(n), A(l))`, float64 `[N]` each; A(l) NaN off the leaves and for node-level estimators."""
+    value, leaf_count = subtree_values(forest)
+    if leaf_advantage is None:
+        leaf_advantage = (leaf_advantages(forest, estimator, normalize_std=normalize_std) if estimator.leaf_level
+                          else np.full(forest.num_nodes, np.nan))
+    node_advantage = node_advantages(forest, estimator, leaf_advantage, value, leaf_count, sibling_std=sibling_std)
+    return value, node_advantage, leaf_advantage
+
+
 def score(
     forest: ForestArrays,
     estimator: Estimator,
@@ -215,11 +226,8 @@ def score(
     """Advantages, preferences, depth profile and prefix sharing of a forest (sections 2-3).
 
     `leaf_advantage` (float64 `[N]`): A(l) computed elsewhere (toolpo, srl), used as given."""
-    value, leaf_count = subtree_values(forest)
-    if leaf_advantage is None:
-        leaf_advantage = (leaf_advantages(forest, estimator, normalize_std=normalize_std) if estimator.leaf_level
-                          else np.full(forest.num_nodes, np.nan))
-    node_advantage = node_advantages(forest, estimator, leaf_advantage, value, leaf_count, sibling_std=sibling_std)
+    value, node_advantage, leaf_advantage = advantages(forest, estimator, normalize_std=normalize_std,
+                                                       sibling_std=sibling_std, leaf_advantage=leaf_advantage)
     preferences = sibling_preferences(forest, value, min_margin=min_margin, max_pairs=max_sibling_pairs)
     return Credit(
         node_advantages=node_advantage,

@@ -1,0 +1,273 @@
+"""Tree-packed training (ALGORITHMS.md section 12) on a validated, scored forest, whole-array numpy.
+
+`weights` gives each node's loss weight W(n) and signed advantage parts P(n), N(n), normalised over the whole
+step; `layout` places the nodes in packed order, split into microbatches when asked. The client expands both
+to tokens: every token of node n carries n's values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+import numpy as np
+
+from treecredit.errors import InvalidArgument, ResourceExhausted
+from treecredit.topology import expand_ranges
+from treecredit_server.compute import credit, structured
+from treecredit_server.compute.credit import Estimator
+from treecredit_server.compute.forest import ForestArrays
+
+
+class LossAggMode(Enum):
+    """verl's loss_agg_mode."""
+
+    TOKEN_MEAN = "token-mean"
+    SEQ_MEAN_TOKEN_SUM = "seq-mean-token-sum"
+    SEQ_MEAN_TOKEN_MEAN = "seq-mean-token-mean"
+    SEQ_MEAN_TOKEN_SUM_NORM = "seq-mean-token-sum-norm"
+
+
+@dataclass(frozen=True)
+class Weights:
+    """float64 `[N]` each; the tool-call parts only for toolpo (tokens on its tool-call mask)."""
+
+    weight: np.ndarray
+    advantage_pos: np.ndarray
+    advantage_neg: np.ndarray
+    tool_call_advantage_pos: np.ndarray | None = None
+    tool_call_advantage_neg: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Layout:
+    """S segments (a node placed in a microbatch) in packed order, B microbatches; see packing.proto."""
+
+    microbatch_offsets: np.ndarray  # int64 [B + 1]
+    microbatch_tokens: np.ndarray   # int64 [B]
+    node: np.ndarray                # int64 [S]
+    owned: np.ndarray               # bool [S]
+    start: np.ndarray               # int64 [S]
+    previous: np.ndarray            # int64 [S]
+    position: np.ndarray            # int64 [S]
+    subtree_end: np.ndarray         # int64 [S]
+
+
+@dataclass(frozen=True)
+class PackOptions:
+    loss_agg_mode: LossAggMode
+    max_response_length: int | None  # L of seq-mean-token-sum-norm; None: the largest |T_b|
+    microbatch_tokens: int | None    # None: one microbatch holding every tree
+    align: int                       # each microbatch is padded to a multiple of this
+
+
+def pack(forest: ForestArrays, estimator: Estimator, inputs: structured.StructureInputs, packing: PackOptions, *,
+         normalize_std: bool, sibling_std: bool, max_tokens: int) -> tuple[Weights, Layout]:
+    """The step's per-node loss weights and its packed layout. Credit as Score computes it (section 3, with the
+    structures of sections 7-9), weights normalised over the whole forest (section 12)."""
+    prepared = structured.prepare(forest, estimator, inputs, normalize_std=normalize_std)
+    forest = prepared.forest
+    _, node_advantage, leaf_advantage = credit.advantages(forest, estimator, normalize_std=normalize_std,
+                                                          sibling_std=sibling_std,
+                                                          leaf_advantage=prepared.leaf_advantage)
+    trajectory_weight = trajectory_weights(forest, packing.loss_agg_mode, packing.max_response_length)
+    return (weights(forest, estimator, node_advantage, leaf_advantage, prepared.action_advantage, trajectory_weight),
+            layout(forest, packing.microbatch_tokens, packing.align, max_tokens))
+
+
+def masked_tokens(forest: ForestArrays) -> np.ndarray:
+    """Tokens of each node with loss mask 1, int64 `[N]`."""
+    mask = forest.tokens.get("loss_mask")
+    if mask is None:
+        return forest.num_tokens
+    token_node = np.repeat(np.arange(forest.num_nodes), forest.num_tokens)
+    return np.bincount(token_node, weights=mask, minlength=forest.num_nodes).astype(np.int64)
+
+
+def trajectory_weights(forest: ForestArrays, mode: LossAggMode, max_response_length: int | None) -> np.ndarray:
+    """`w_b` at each leaf b (0 elsewhere and where the trajectory has no masked token), float64 `[N]`."""
+    leaves = forest.leaves
+    lengths = forest.topology.path_sum(masked_tokens(forest))[leaves]  # |T_b|
+    counted = lengths > 0
+    sequences = int(counted.sum())  # B
+    if mode is LossAggMode.TOKEN_MEAN:
+        per_leaf = np.full(len(leaves), 1.0 / max(int(lengths.sum()), 1))
+    elif mode is LossAggMode.SEQ_MEAN_TOKEN_SUM:
+        per_leaf = np.full(len(leaves), 1.0 / max(sequences, 1))
+    elif mode is LossAggMode.SEQ_MEAN_TOKEN_MEAN:
+        per_leaf = 1.0 / (max(sequences, 1) * np.maximum(lengths, 1))
+    else:
+        norm = max_response_length if max_response_length is not None else int(lengths.max(initial=0))
+        per_leaf = np.full(len(leaves), 1.0 / (max(sequences, 1) * max(norm, 1)))
+    out = np.zeros(forest.num_nodes)
+    out[leaves] = np.where(counted, per_leaf, 0.0)
+    return out
+
+
+def weights(forest: ForestArrays, estimator: Estimator, node_advantage: np.ndarray, leaf_advantage: np.ndarray,
+            action_advantage: np.ndarray | None, trajectory_weight: np.ndarray) -> Weights:
+    """W(n) = sum_b w_b over leaves b below n; P(n), N(n) the same sums of w_b max(A_b(n), 0), w_b min(A_b(n), 0)."""
+    below = forest.topology.subtree_sum
+    weight = below(trajectory_weight)
+    if not estimator.leaf_level:  # A_b(t) = a(node of t), one value whatever the trajectory
+        return Weights(weight, np.maximum(node_advantage, 0.0) * weight, np.minimum(node_advantage, 0.0) * weight)
+
+    def signed_parts(leaf_advantage: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        advantage = np.nan_to_num(leaf_advantage, nan=0.0)
+        return (below(trajectory_weight * np.maximum(advantage, 0.0)),
+                below(trajectory_weight * np.minimum(advantage, 0.0)))
+
+    positive, negative = signed_parts(leaf_advantage)
+    if estimator is not Estimator.TOOLPO:
+        return Weights(weight, positive, negative)
+    on_tool_calls = signed_parts(leaf_advantage + action_advantage)
+    return Weights(weight, positive, negative, *on_tool_calls)
+
+
+def _split_tree(begin: int, end: int, above: np.ndarray, prefix: np.ndarray, branch_cut: np.ndarray,
+                capacity: int) -> list[tuple[int, int]]:
+    """Pre-order ranges `[a, b)` covering positions `[begin, end)` of one tree, each fitting `capacity` with
+    the tokens above its first node (`above`, by position) copied in; cuts prefer children of branch points."""
+    parts = []
+    while begin < end:
+        budget = capacity - above[begin] + prefix[begin]
+        stop = min(int(np.searchsorted(prefix, budget, side="right")) - 1, end)  # largest b that fits
+        if stop < end:
+            cuts = np.flatnonzero(branch_cut[begin + 1 + (stop - begin) // 2 : stop + 1])
+            if len(cuts):
+                stop = begin + 1 + (stop - begin) // 2 + int(cuts[-1])
+        parts.append((begin, stop))
+        begin = stop
+    return parts
+
+
+def _bin_pack(sizes: np.ndarray, capacity: int) -> np.ndarray:
+    """First-fit decreasing: the bin of each item `[I]`, bins numbered in order of opening."""
+    bins = np.empty(len(sizes), np.int64)
+    free = np.zeros(0, np.int64)
+    for item in np.argsort(-sizes, kind="stable"):
+        fits = np.flatnonzero(free >= sizes[item])
+        if len(fits):
+            bins[item] = fits[0]
+            free[fits[0]] -= sizes[item]
+        else:
+            bins[item] = len(free)
+            free = np.append(free, capacity - sizes[item])
+    return bins
+
+
+def layout(forest: ForestArrays, microbatch_tokens: int | None, align: int, max_tokens: int) -> Layout:
+    """The packed layout: one microbatch holding every tree, or microbatches of at most `microbatch_tokens`
+    tokens after padding to a multiple of `align` (whole trees bin-packed; larger trees split in pre-order
+    with their ancestors' tokens copied in)."""
+    topology = forest.topology
+    tokens = forest.num_tokens
+    order, position_of = topology.preorder, topology.preorder_index
+    above = (topology.path_sum(tokens) - tokens)[order]  # tokens on the path above each position's node
+    prefix = np.concatenate(([0], np.cumsum(tokens[order])))  # tokens before each position
+    roots = np.flatnonzero(forest.parent < 0)  # their positions ascend with their ids
+    tree_begin = position_of[roots]
+    tree_end = tree_begin + topology.subtree_size[roots]
+
+    if microbatch_tokens is None:
+        item_begin, item_end = tree_begin, tree_end
+        item_bin = np.zeros(len(roots), np.int64)
+    else:
+        capacity = microbatch_tokens - microbatch_tokens % align
+        _check_fits(forest, capacity, microbatch_tokens, align)
+        tree_tokens = prefix[tree_end] - prefix[tree_begin]
+        branch_cut = topology.num_children[np.maximum(forest.parent[order], 0)] >= 2
+        ranges = []
+        for begin, end, size in zip(tree_begin.tolist(), tree_end.tolist(), tree_tokens.tolist()):
+            if size <= capacity:
+                ranges.append((begin, end))
+            else:
+                ranges.extend(_split_tree(begin, end, above, prefix, branch_cut, capacity))
+        item_begin, item_end = np.array(ranges, np.int64).reshape(-1, 2).T
+        copied = above[item_begin]
+        _check_total(int(copied.sum()) + int(prefix[-1]), 0, align, max_tokens)  # before packing bins
+        item_bin = _bin_pack(copied + prefix[item_end] - prefix[item_begin], capacity)
+        _check_total(int(copied.sum()) + int(prefix[-1]), int(item_bin.max(initial=-1)) + 1, align, max_tokens)
+    return _segments(forest, item_begin, item_end, item_bin)
+
+
+def _check_total(tokens: int, microbatches: int, align: int, max_tokens: int) -> None:
+    """The tokens of the microbatches, copies and padding included, against the server's token limit."""
+    padded = tokens + microbatches * (align - 1)
+    if padded > max_tokens:
+        raise ResourceExhausted("options.microbatch_tokens", f"the microbatches would hold up to {padded} tokens "
+                                f"with copies and padding, over the limit of {max_tokens}")
+
+
+def _check_fits(forest: ForestArrays, capacity: int, microbatch_tokens: int, align: int) -> None:
+    """Every node and every trajectory must fit one microbatch."""
+    tokens = forest.num_tokens
+    room = f"{microbatch_tokens} tokens" + (f" ({capacity} after aligning to {align})" if capacity != microbatch_tokens
+                                            else "")
+    if len(tokens) and tokens.max() > capacity:
+        node = int(np.argmax(tokens))
+        raise InvalidArgument("options.microbatch_tokens", f"{room} cannot hold node {node} of {tokens[node]} tokens")
+    leaves = forest.leaves
+    lengths = forest.topology.path_sum(tokens)[leaves]
+    if len(lengths) and lengths.max() > capacity:
+        leaf = int(leaves[np.argmax(lengths)])
+        raise InvalidArgument("options.microbatch_tokens",
+                              f"{room} cannot hold the trajectory of leaf {leaf} ({lengths.max()} tokens)")
+
+
+def _segments(forest: ForestArrays, item_begin: np.ndarray, item_end: np.ndarray, item_bin: np.ndarray) -> Layout:
+    """Lay out items (pre-order ranges, each with copies of the ancestors of its first node that hold tokens)
+    in their bins, items of a bin in pre-order, and compute every segment's token offsets."""
+    topology, tokens = forest.topology, forest.num_tokens
+    order, position_of = topology.preorder, topology.preorder_index
+    num_items = len(item_begin)
+    # Items ordered by (bin, first position); their rank is their place in the output.
+    item_rank = np.empty(num_items, np.int64)
+    item_rank[np.lexsort((item_begin, item_bin))] = np.arange(num_items)
+    owned_item, owned_position = expand_ranges(item_begin, item_end)
+    first = order[item_begin]
+    split = np.flatnonzero(forest.parent[first] >= 0)  # items that begin below a root carry copies
+    pair_item, ancestor = _strict_ancestors(topology, first[split])
+    keep = tokens[ancestor] > 0
+    copy_item, copy_node = split[pair_item[keep]], ancestor[keep]
+
+    node = np.concatenate((order[owned_position], copy_node))
+    owned = np.concatenate((np.ones(len(owned_position), bool), np.zeros(len(copy_node), bool)))
+    item = item_rank[np.concatenate((owned_item, copy_item))]
+    placed = np.lexsort((position_of[node], item))
+    node, owned, item = node[placed], owned[placed], item[placed]
+
+    bins_of_items = np.sort(item_bin)
+    microbatch = bins_of_items[item]
+    num_bins = int(item_bin.max(initial=-1)) + 1
+    segment_start = np.concatenate(([0], np.cumsum(tokens[node])))  # over all segments, then made local
+    microbatch_offsets = np.searchsorted(microbatch, np.arange(num_bins + 1))
+    base = segment_start[microbatch_offsets]
+    local = lambda global_start: global_start - base[microbatch]  # noqa: E731
+
+    # Within an item, segments ascend in pre-order position: one sorted key finds a node's subtree end and
+    # the segment of its nearest ancestor with tokens.
+    scale = forest.num_nodes + 1
+    key = item * scale + position_of[node]
+    subtree_stop = position_of[node] + topology.subtree_size[node]
+    end_segment = np.searchsorted(key, item * scale + subtree_stop)
+    holder = topology.nearest_ancestor(tokens > 0)[node]
+    holder_segment = np.searchsorted(key, item * scale + position_of[np.maximum(holder, 0)])
+    previous = np.where(holder >= 0, local(segment_start[holder_segment + 1]) - 1, -1)
+    return Layout(
+        microbatch_offsets=microbatch_offsets.astype(np.int64),
+        microbatch_tokens=np.diff(base),
+        node=node,
+        owned=owned,
+        start=local(segment_start[:-1]),
+        previous=previous,
+        position=(topology.path_sum(tokens) - tokens)[node],
+        subtree_end=local(segment_start[end_segment]),
+    )
+
+
+def _strict_ancestors(topology, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`(row, ancestor)` for every strict ancestor of every `nodes[row]`."""
+    rows, path = topology.path_pairs(nodes)
+    strict = path != np.asarray(nodes, np.int64)[rows]
+    return rows[strict], path[strict]
