@@ -211,6 +211,8 @@ def huge_requests():
         getattr(broken, field).CopyFrom(tensor)
         yield "Score", credit_pb2.ScoreRequest(forest=broken, estimator=credit_pb2.ESTIMATOR_GRPO)
         yield "Filter", confidence_pb2.FilterRequest(forest=broken)
+        yield "Pack", credit_pb2.PackRequest(score=credit_pb2.ScoreRequest(forest=broken,
+                                                                           estimator=credit_pb2.ESTIMATOR_GRPO))
     yield "TokenStats", message_class("TokenStats")(logits=huge_tensor(shape=(1 << 20, 1 << 20)))
     yield "TokenStats", message_class("TokenStats")(topk_logprobs=huge_tensor(shape=(1 << 40, 8)))
     yield "Reflect", message_class("Reflect")(ell=huge_tensor(), rows=_wire.encode([1 << 20]),

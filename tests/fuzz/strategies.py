@@ -217,7 +217,7 @@ def valid_request(name: str, rng: np.random.Generator):
     """A request `name` would answer OK (TokenStatsStream: a list of chunks), from the SDK's own builders."""
     import treecredit
     from forests import random_forest
-    from treecredit.client import score_request
+    from treecredit.client import pack_request, score_request
     from treecredit.confidence import filter_request, forks_request
     from treecredit.structures import curriculum_request
     from treecredit.tokens import token_stats_call
@@ -227,6 +227,12 @@ def valid_request(name: str, rng: np.random.Generator):
     if name == "Score":
         return score_request(forest, str(rng.choice(["grpo", "tree_grpo", "treerl", "value_diff"])),
                              window=int(rng.integers(1, 5)), tail=int(rng.integers(1, 5)))
+    if name == "Pack":
+        modes = ["token-mean", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm"]
+        longest = int(forest.topology.path_sum(forest.num_tokens)[forest.leaves].max())
+        return pack_request(forest, str(rng.choice(["grpo", "tree_grpo", "treerl", "value_diff"])),
+                            loss_agg_mode=str(rng.choice(modes)), align=int(rng.integers(1, 4)),
+                            microbatch_tokens=int(3 * max(longest, 1) + rng.integers(0, 8)))
     if name == "Filter":
         leaves = forest.leaves
         return filter_request(forest, window=int(rng.integers(1, 5)), zero_variance=bool(rng.integers(2)),
