@@ -1,8 +1,9 @@
-"""Score a 1M-node forest end to end through the SDK, against the floor of the same work done in-process; and
-`ScoreResult.padded()` on a forest of long trajectories, against filling arrays of its outputs' size.
+"""Score a 1M-node forest end to end through the SDK, against the floor of the same work done in-process;
+`ScoreResult.padded()` on a forest of long trajectories, against filling arrays of its outputs' size; and Score
+and Pack on a deep forest against a bushy one of the same size.
 
     python bench/score.py [--groups 4000] [--trees 4] [--nodes-per-tree 62] [--repeat 5]
-                          [--padded-groups 400] [--padded-node-tokens 160]
+                          [--padded-groups 400] [--padded-node-tokens 160] [--depth 100000]
 
 End to end = Forest.from_arrays + encode + send + decode/validate/compute/encode + receive + parse.
 Floor = the compute layer on the same arrays in this process + a bare loopback echo of the request bytes
@@ -12,6 +13,10 @@ padded() = its first call on a freshly scored forest (tree_grpo: 100k nodes, abo
 defaults), once with a loss mask (90% ones) and once without. Baseline = np.full of arrays of its outputs' shapes
 and dtypes (allocate and write each once), interleaved with padded() so that both see the same load; wall and
 CPU time of this process, medians. Peak memory: tracemalloc's peak during one call, over the outputs' bytes.
+
+Deep against bushy: 8 trees, each a chain of `--depth` nodes with a one-node fork off every 4th (depth ~100,000),
+against the random recursive trees above, both ~1M nodes of 1-15 tokens; Score and Pack end to end, and the
+ratio deep / bushy (goal <= 2).
 Prints JSON lines; `ratio` lines follow each part.
 """
 
@@ -54,6 +59,47 @@ def random_forest_arrays(groups: int, trees: int, nodes_per_tree: int, seed: int
         "reward": np.where(is_leaf, rng.integers(0, 2, parent.size).astype(np.float64), np.nan),
         "num_tokens": rng.integers(1, node_tokens, parent.size),
     }
+
+
+def deep_forest_arrays(trees: int, depth: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Long chains with forks: each tree is a chain of `depth` nodes with a leaf forked off every 4th node."""
+    rng = np.random.default_rng(seed)
+    per_tree = depth + depth // 4
+    local = np.arange(per_tree)
+    chain_parent = np.where(local < depth, local - 1, (local - depth) * 4)
+    parent = np.concatenate([np.where(chain_parent < 0, -1, chain_parent + t * per_tree) for t in range(trees)])
+    is_leaf = np.bincount(parent[parent >= 0], minlength=parent.size) == 0
+    return {
+        "parent": parent,
+        "group": np.repeat(np.arange(trees) // 2, per_tree),
+        "reward": np.where(is_leaf, rng.integers(0, 2, parent.size).astype(np.float64), np.nan),
+    }
+
+
+def with_short_tokens(arrays: dict[str, np.ndarray], seed: int = 0) -> dict[str, np.ndarray]:
+    """1-15 tokens per node, with ids: the forests of the deep / bushy comparison (Pack needs ids)."""
+    rng = np.random.default_rng(seed)
+    num_tokens = rng.integers(1, 16, arrays["parent"].size)
+    return {**arrays, "num_tokens": num_tokens, "token_ids": rng.integers(0, 1 << 15, int(num_tokens.sum()))}
+
+
+def deep_against_bushy(target: str, bushy: dict, deep: dict, estimator: str, repeat: int) -> list[dict]:
+    """Score and Pack end to end on both forests; rows of median seconds and the ratios deep / bushy."""
+    rows = []
+    with treecredit.CreditClient(target) as client:
+        calls = {"Score": lambda arrays: client.score(treecredit.Forest.from_arrays(**arrays), estimator),
+                 "Pack": lambda arrays: client.pack(treecredit.Forest.from_arrays(**arrays), estimator)}
+        for name, call in calls.items():
+            medians = {}
+            for shape, arrays in (("bushy", bushy), ("deep", deep)):
+                call(arrays)
+                depth = treecredit.Topology.of(arrays["parent"]).max_depth
+                medians[shape] = best_and_median(lambda: call(arrays), repeat)[1]
+                rows.append({"what": f"{name} end to end, {shape}", "nodes": len(arrays["parent"]), "depth": depth,
+                             "tokens": len(arrays["token_ids"]), "median_s": medians[shape]})
+            rows.append({"what": f"{name} ratio deep / bushy", "ratio_median": medians["deep"] / medians["bushy"],
+                         "goal": 2.0})
+    return rows
 
 
 def serve_echo(port_queue) -> None:
@@ -135,6 +181,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--padded-groups", type=int, default=400)
     parser.add_argument("--padded-node-tokens", type=int, default=160)
+    parser.add_argument("--depth", type=int, default=100_000)
     args = parser.parse_args()
 
     arrays = random_forest_arrays(args.groups, args.trees, args.nodes_per_tree)
@@ -170,6 +217,9 @@ def main() -> None:
             loss_mask = np.random.default_rng(1).random(int(long_trajectories["num_tokens"].sum())) < 0.9
             padded = [row for mask in (loss_mask, None)
                       for row in padded_rows(client, long_trajectories, args.estimator, args.repeat, mask)]
+            deep = deep_forest_arrays(8, args.depth)
+            shapes = deep_against_bushy(server.target, with_short_tokens(arrays), with_short_tokens(deep),
+                                        args.estimator, args.repeat)
     finally:
         server.stop()
         echo_process.terminate()
@@ -184,6 +234,7 @@ def main() -> None:
             "ratio_best": e2e_best / (compute_best + echo_best),
             "goal": 2.0,
         },
+        *shapes,
     ]
     for row in rows + padded:
         print(json.dumps(row))

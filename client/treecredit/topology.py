@@ -1,16 +1,21 @@
 """Vectorised tree arithmetic on a parent array (parent[i] < i, -1 at roots), shared by SDK and server.
 
-Every operation is whole-array numpy: pointer doubling for depth and roots (O(N log depth)), and one
-vectorised step per depth level for sums up and down the trees. No Python loop runs per node.
+Every operation is whole-array numpy and costs about the same for a deep forest as for a bushy one. One Euler
+tour of the forest, ranked once (`_tour`), gives each node's depth-first pre-order position, subtree size,
+depth and root; after it a sum over every subtree or every root path is a prefix sum in pre-order. No Python
+loop runs per node or per depth level.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import NamedTuple
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
+
+RULER_SPACING = 32  # list ranking: about one element in this many starts a walk (section `_rank_list`)
 
 
 def expand_ranges(starts: np.ndarray, stops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -19,6 +24,76 @@ def expand_ranges(starts: np.ndarray, stops: np.ndarray) -> tuple[np.ndarray, np
     counts = np.asarray(stops, np.int64) - starts
     item = np.repeat(np.arange(len(starts)), counts)
     return item, np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts) + starts[item]
+
+
+def _rank_list(successor: np.ndarray, head: int) -> np.ndarray:
+    """Position of every element of the linked list that starts at `head` (`successor[last] == last`), int64.
+
+    Sparse ruling set: random rulers (the head and the last element among them) each walk, all at once, to the
+    next ruler, labelling the elements they pass; the short list of rulers is ranked by pointer doubling; each
+    element's position is its ruler's plus its distance from it. O(M) work, about `RULER_SPACING * log M`
+    vectorised steps, whatever the shape of the list. The rulers are drawn afresh each call: the result does
+    not depend on them, and no input can be built to make their walks long.
+    """
+    size = len(successor)
+    last = int(np.flatnonzero(successor == np.arange(size))[0])
+    is_ruler = np.random.default_rng().random(size) < 1.0 / RULER_SPACING
+    is_ruler[[head, last]] = True
+    rulers = np.flatnonzero(is_ruler)
+    ruler_rank = np.full(size, -1, np.int64)
+    ruler_rank[rulers] = np.arange(len(rulers))
+    owner = np.empty(size, np.int64)   # rank of the ruler whose walk passes each element
+    offset = np.zeros(size, np.int64)  # steps from that ruler
+    owner[rulers] = ruler_rank[rulers]
+    next_ruler = np.empty(len(rulers), np.int64)
+    gap = np.zeros(len(rulers), np.int64)
+    walking = np.flatnonzero(rulers != last)
+    current = successor[rulers[walking]]
+    next_ruler[ruler_rank[last]], gap[ruler_rank[last]] = ruler_rank[last], 0
+    step = 1
+    while len(walking):
+        arrived = is_ruler[current]
+        next_ruler[walking[arrived]] = ruler_rank[current[arrived]]
+        gap[walking[arrived]] = step
+        walking, current = walking[~arrived], current[~arrived]
+        owner[current], offset[current] = walking, step
+        current = successor[current]
+        step += 1
+    # Distance from each ruler to the end of the list, by pointer doubling over the rulers.
+    to_end, jump = gap.copy(), next_ruler.copy()
+    while (jump != ruler_rank[last]).any():
+        to_end = to_end + to_end[jump]
+        jump = jump[jump]
+    ruler_position = to_end[ruler_rank[head]] - to_end
+    return ruler_position[owner] + offset
+
+
+class _Tour(NamedTuple):
+    entered: np.ndarray         # int64 [N]: position in the tour of the edge entering each node
+    left: np.ndarray            # int64 [N]: ... and of the edge leaving it
+    preorder_index: np.ndarray  # int64 [N]
+    subtree_size: np.ndarray    # int64 [N]
+    depth: np.ndarray           # int64 [N]
+
+
+def _range_sums(values: np.ndarray, starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
+    """`sum(values[starts[i]:stops[i]])` for every i, from prefix sums. Integers are exact; floats carry the
+    rounding error of each prefix sum (error-free transformations), so a sum is as good as one added directly:
+    a range of one value gives that value, and equal ranges give equal sums."""
+    if values.dtype.kind in "biu":
+        prefix = np.concatenate(([0], np.cumsum(values, dtype=np.int64)))
+        return prefix[stops] - prefix[starts]
+    values = values.astype(np.float64)
+    high = np.concatenate(([0.0], np.cumsum(values)))
+    low = np.concatenate(([0.0], np.cumsum(_two_sum_error(high[:-1], values, high[1:]))))
+    difference = high[stops] - high[starts]
+    return difference + (_two_sum_error(high[stops], -high[starts], difference) + (low[stops] - low[starts]))
+
+
+def _two_sum_error(a: np.ndarray, b: np.ndarray, total: np.ndarray) -> np.ndarray:
+    """`(a + b) - total` exactly, where `total` is the rounded float sum of a and b (Knuth's TwoSum)."""
+    b_part = total - a
+    return (a - (total - b_part)) + (b - b_part)
 
 
 @dataclass(frozen=True)
@@ -36,27 +111,56 @@ class Topology:
         return len(self.parent)
 
     @cached_property
-    def _depth_and_root(self) -> tuple[np.ndarray, np.ndarray]:
-        nodes = np.arange(self.num_nodes)
-        is_root = self.parent < 0
-        ancestor = np.where(is_root, nodes, self.parent)
-        depth = (~is_root).astype(np.int64)
-        while True:  # after round r, `ancestor` is 2^r steps up (or the root) and `depth` counts them
-            jumped = ancestor[ancestor]
-            if np.array_equal(jumped, ancestor):
-                return depth, ancestor
-            depth = depth + depth[ancestor]
-            ancestor = jumped
+    def _children(self) -> np.ndarray:
+        """Non-root nodes sorted by parent, ascending id within a family."""
+        child = np.flatnonzero(self.parent >= 0)
+        return child[np.argsort(self.parent[child], kind="stable")]
+
+    @cached_property
+    def _tour(self) -> _Tour:
+        """The Euler tour of the forest: edge n enters node n, edge N + n leaves it; roots are visited in id
+        order as children of a virtual root, whose leaving edge 2N ends the list."""
+        n = self.num_nodes
+        if n == 0:
+            empty = np.zeros(0, np.int64)
+            return _Tour(empty, empty, empty, empty, empty)
+        child, parent = self._children, self.parent
+        roots = np.flatnonzero(parent < 0)
+        # Each family in order (roots are the virtual root's family): the sibling after each node, -1 if last.
+        family = np.concatenate((roots, child))
+        family_parent = np.concatenate((np.full(len(roots), -1), parent[child]))
+        later = np.full(n, -1, np.int64)
+        same = family_parent[1:] == family_parent[:-1]
+        later[family[:-1][same]] = family[1:][same]
+        first_child = np.full(n, -1, np.int64)
+        starts = np.flatnonzero(np.r_[True, parent[child][1:] != parent[child][:-1]]) if len(child) else child
+        first_child[parent[child[starts]]] = child[starts]
+
+        successor = np.empty(2 * n + 1, np.int64)
+        nodes = np.arange(n)
+        successor[:n] = np.where(first_child >= 0, first_child, n + nodes)  # enter n -> enter child or leave n
+        up = np.where(parent >= 0, n + parent, 2 * n)
+        successor[n:2 * n] = np.where(later >= 0, later, up)  # leave n -> enter sibling, or leave the parent
+        successor[2 * n] = 2 * n
+        position = _rank_list(successor, head=0)  # node 0 is always a root
+        entered, left = position[:n], position[n:2 * n]
+        is_entry = np.zeros(2 * n + 1, np.int64)
+        is_entry[entered] = 1
+        preorder_index = (np.cumsum(is_entry) - is_entry)[entered]  # nodes entered before
+        # Before entering n the tour entered preorder_index nodes and left entered - preorder_index of them.
+        return _Tour(entered, left, preorder_index, (left - entered + 1) // 2, 2 * preorder_index - entered)
 
     @property
     def depth(self) -> np.ndarray:
         """Edges from the root; 0 at roots."""
-        return self._depth_and_root[0]
+        return self._tour.depth
 
-    @property
+    @cached_property
     def root(self) -> np.ndarray:
         """The root of each node's tree."""
-        return self._depth_and_root[1]
+        is_root = self.parent < 0
+        root_at = np.maximum.accumulate(np.where(is_root[self.preorder], self.preorder, 0))
+        return root_at[self.preorder_index]
 
     @cached_property
     def num_children(self) -> np.ndarray:
@@ -87,43 +191,16 @@ class Topology:
         order, bounds = self._levels
         return order[bounds[d] : bounds[d + 1]]
 
-    def subtree_sum(self, values: np.ndarray) -> np.ndarray:
-        """`out[n] = sum(values[m] for m in subtree(n))`, float64 or int64 `[N]`."""
-        out = np.array(values, dtype=np.result_type(values, np.int64), copy=True)
-        for d in range(self.max_depth, 0, -1):
-            nodes = self.level(d)
-            np.add.at(out, self.parent[nodes], out[nodes])
-        return out
-
-    def path_sum(self, values: np.ndarray) -> np.ndarray:
-        """`out[n] = sum(values[m] for m in path(n))`, root to n inclusive, `[N]`."""
-        out = np.array(values, dtype=np.result_type(values, np.int64), copy=True)
-        for d in range(1, self.max_depth + 1):
-            nodes = self.level(d)
-            out[nodes] += out[self.parent[nodes]]
-        return out
-
-    @cached_property
-    def subtree_size(self) -> np.ndarray:
-        """Nodes in each node's subtree, itself included."""
-        return self.subtree_sum(np.ones(self.num_nodes, np.int64))
-
-    @cached_property
+    @property
     def preorder_index(self) -> np.ndarray:
         """Each node's position in the depth-first pre-order of the forest (trees in the order of their roots,
         children in ascending id); node n's subtree is positions `[preorder_index[n], + subtree_size[n])`."""
-        size = self.subtree_size
-        # Children sorted by parent, ascending id within a family (a stable sort keeps id order).
-        child = np.flatnonzero(self.parent >= 0)
-        child = child[np.argsort(self.parent[child], kind="stable")]
-        earlier = np.cumsum(size[child]) - size[child]  # sizes of all children sorted before this one
-        family_start = np.flatnonzero(np.diff(self.parent[child], prepend=-1))
-        family = np.cumsum(np.diff(self.parent[child], prepend=-1) != 0) - 1
-        step = np.zeros(self.num_nodes, np.int64)
-        step[child] = 1 + earlier - earlier[family_start][family]
-        roots = np.flatnonzero(self.parent < 0)
-        step[roots] = np.cumsum(size[roots]) - size[roots]
-        return self.path_sum(step)
+        return self._tour.preorder_index
+
+    @property
+    def subtree_size(self) -> np.ndarray:
+        """Nodes in each node's subtree, itself included."""
+        return self._tour.subtree_size
 
     @cached_property
     def preorder(self) -> np.ndarray:
@@ -132,33 +209,45 @@ class Topology:
         order[self.preorder_index] = np.arange(self.num_nodes)
         return order
 
+    def subtree_sum(self, values: np.ndarray) -> np.ndarray:
+        """`out[n] = sum(values[m] for m in subtree(n))`, float64 or int64 `[N]`."""
+        values = np.asarray(values)
+        start = self.preorder_index
+        return _range_sums(values[self.preorder], start, start + self.subtree_size)
+
+    def path_sum(self, values: np.ndarray) -> np.ndarray:
+        """`out[n] = sum(values[m] for m in path(n))`, root to n inclusive, `[N]`."""
+        values = np.asarray(values)
+        # Along the Euler tour, +v where a node is entered and -v where it is left: the tour up to entering n
+        # sums exactly n's ancestors and n.
+        tour = self._tour
+        signed = np.zeros(2 * self.num_nodes + 1, np.result_type(values, np.int64))
+        signed[tour.entered] = values
+        signed[tour.left] = -values
+        return _range_sums(signed, np.zeros(self.num_nodes, np.int64), tour.entered + 1)
+
     def nearest_ancestor(self, marked: np.ndarray) -> np.ndarray:
         """The nearest strict ancestor of each node where `marked` (bool `[N]`) holds, -1 where none does."""
         marked = np.asarray(marked, bool)
-        rank = self.path_sum(marked.astype(np.int64)) - marked  # marked strict ancestors of each node
-        # The nearest is the last marked node before n in pre-order whose own count of marked ancestors-or-self
-        # equals rank[n]: any later marked node before n lies in its subtree, so it counts more.
-        candidates = np.flatnonzero(marked)
-        key_of = lambda count, position: count * (self.num_nodes + 1) + position  # noqa: E731
-        keys = key_of(rank[candidates] + 1, self.preorder_index[candidates])
-        order = np.argsort(keys)
-        found = np.searchsorted(keys[order], key_of(rank, self.preorder_index), side="right") - 1
-        return np.where(rank > 0, candidates[order][np.maximum(found, 0)], -1)
+        nearest = self.parent.copy()
+        # Pointer jumping over unmarked ancestors: O(log) rounds of the longest unmarked run, over its nodes only.
+        pending = np.flatnonzero((nearest >= 0) & ~marked[np.maximum(nearest, 0)])
+        while len(pending):
+            nearest[pending] = nearest[nearest[pending]]
+            up = nearest[pending]
+            pending = pending[(up >= 0) & ~marked[np.maximum(up, 0)]]
+        return nearest
 
-    def path_pairs(self, leaves: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Every (row, node) with node on path(leaves[row]), `[sum of path lengths]` each."""
-        rows, nodes = [], []
-        row = np.arange(len(leaves))
-        current = np.asarray(leaves, dtype=np.int64)
-        while len(current):
-            rows.append(row)
-            nodes.append(current)
-            up = self.parent[current]
-            keep = up >= 0
-            row, current = row[keep], up[keep]
-        if not rows:
-            return np.zeros(0, np.int64), np.zeros(0, np.int64)
-        return np.concatenate(rows), np.concatenate(nodes)
+    def path_pairs(self, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Every (row, node) with node on path(nodes[row]), `[sum of path lengths]` each, grouped by node."""
+        nodes = np.asarray(nodes, dtype=np.int64)
+        by_position = np.argsort(self.preorder_index[nodes], kind="stable")
+        positions = self.preorder_index[nodes][by_position]
+        # Node a lies on path(x) iff x's position falls in a's subtree: a range of the rows sorted by position.
+        low = np.searchsorted(positions, self.preorder_index, side="left")
+        high = np.searchsorted(positions, self.preorder_index + self.subtree_size, side="left")
+        ancestor, rank = expand_ranges(low, high)
+        return by_position[rank], ancestor
 
 
 COPY_CELLS = 1 << 20  # cells `TrajectoryLayout.expand` copies at once

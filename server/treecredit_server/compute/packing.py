@@ -163,7 +163,8 @@ def layout(forest: ForestArrays, microbatch_tokens: int | None, align: int, max_
     topology = forest.topology
     tokens = forest.num_tokens
     order, position_of = topology.preorder, topology.preorder_index
-    above = (topology.path_sum(tokens) - tokens)[order]  # tokens on the path above each position's node
+    above_node = topology.path_sum(tokens) - tokens  # tokens on the path above each node
+    above = above_node[order]  # ... by pre-order position
     prefix = np.concatenate(([0], np.cumsum(tokens[order])))  # tokens before each position
     roots = np.flatnonzero(forest.parent < 0)  # their positions ascend with their ids
     tree_begin = position_of[roots]
@@ -188,7 +189,7 @@ def layout(forest: ForestArrays, microbatch_tokens: int | None, align: int, max_
         _check_total(int(copied.sum()) + int(prefix[-1]), 0, align, max_tokens)  # before packing bins
         item_bin = _bin_pack(copied + prefix[item_end] - prefix[item_begin], capacity)
         _check_total(int(copied.sum()) + int(prefix[-1]), int(item_bin.max(initial=-1)) + 1, align, max_tokens)
-    return _segments(forest, item_begin, item_end, item_bin)
+    return _segments(forest, item_begin, item_end, item_bin, above_node)
 
 
 def _check_total(tokens: int, microbatches: int, align: int, max_tokens: int) -> None:
@@ -215,59 +216,52 @@ def _check_fits(forest: ForestArrays, capacity: int, microbatch_tokens: int, ali
                               f"{room} cannot hold the trajectory of leaf {leaf} ({lengths.max()} tokens)")
 
 
-def _segments(forest: ForestArrays, item_begin: np.ndarray, item_end: np.ndarray, item_bin: np.ndarray) -> Layout:
-    """Lay out items (pre-order ranges, each with copies of the ancestors of its first node that hold tokens)
-    in their bins, items of a bin in pre-order, and compute every segment's token offsets."""
+def _segments(forest: ForestArrays, item_begin: np.ndarray, item_end: np.ndarray, item_bin: np.ndarray,
+              above: np.ndarray) -> Layout:
+    """Lay out items (pre-order ranges `[begin, end)`) in their bins, the items of a bin in pre-order, each item
+    led by copies of the ancestors of its first node that hold tokens (root first), and compute every
+    segment's token offsets (`above [N]`: tokens on the path above each node, the position of its first token).
+    Every index is computed in place, without a search or a sort over segments."""
     topology, tokens = forest.topology, forest.num_tokens
-    order, position_of = topology.preorder, topology.preorder_index
-    num_items = len(item_begin)
-    # Items ordered by (bin, first position); their rank is their place in the output.
-    item_rank = np.empty(num_items, np.int64)
-    item_rank[np.lexsort((item_begin, item_bin))] = np.arange(num_items)
-    owned_item, owned_position = expand_ranges(item_begin, item_end)
-    first = order[item_begin]
-    split = np.flatnonzero(forest.parent[first] >= 0)  # items that begin below a root carry copies
-    pair_item, ancestor = _strict_ancestors(topology, first[split])
-    keep = tokens[ancestor] > 0
-    copy_item, copy_node = split[pair_item[keep]], ancestor[keep]
+    order, position_of, size = topology.preorder, topology.preorder_index, topology.subtree_size
+    placed = np.lexsort((item_begin, item_bin))  # items in output order
+    begin, end, bins = item_begin[placed], item_end[placed], item_bin[placed]
+    holds = tokens > 0
+    holders_above = topology.path_sum(holds.astype(np.int64)) - holds  # ancestors holding tokens, per node
+    copies = holders_above[order[begin]]  # 0 for an item that is a whole tree
+    counts = copies + end - begin
+    item_offset = np.cumsum(counts) - counts
+    node = np.empty(int(counts.sum()), np.int64)
+    owned = np.zeros(len(node), bool)
+    split = np.flatnonzero(copies > 0)
+    row, ancestor = topology.path_pairs(order[begin[split]])
+    keep = holds[ancestor] & (ancestor != order[begin[split]][row])
+    row, ancestor = split[row[keep]], ancestor[keep]
+    node[item_offset[row] + holders_above[ancestor]] = ancestor  # root first: by holders above each copy
+    owned_item, owned_position = expand_ranges(begin, end)
+    at = item_offset[owned_item] + copies[owned_item] + owned_position - begin[owned_item]
+    node[at], owned[at] = order[owned_position], True
 
-    node = np.concatenate((order[owned_position], copy_node))
-    owned = np.concatenate((np.ones(len(owned_position), bool), np.zeros(len(copy_node), bool)))
-    item = item_rank[np.concatenate((owned_item, copy_item))]
-    placed = np.lexsort((position_of[node], item))
-    node, owned, item = node[placed], owned[placed], item[placed]
-
-    bins_of_items = np.sort(item_bin)
-    microbatch = bins_of_items[item]
-    num_bins = int(item_bin.max(initial=-1)) + 1
+    item = np.repeat(np.arange(len(begin)), counts)
+    range_at = item_offset[item] + copies[item] - begin[item]  # segment of the item's pre-order position p: + p
+    # The node's subtree, within the item, ends where its pre-order range leaves the item's range.
+    end_segment = range_at + np.minimum(position_of[node] + size[node], end[item])
+    holder = topology.nearest_ancestor(holds)[node]
+    holder_position = position_of[np.maximum(holder, 0)]
+    holder_segment = np.where(holder_position >= begin[item], range_at + holder_position,
+                              item_offset[item] + holders_above[np.maximum(holder, 0)])
     segment_start = np.concatenate(([0], np.cumsum(tokens[node])))  # over all segments, then made local
-    microbatch_offsets = np.searchsorted(microbatch, np.arange(num_bins + 1))
+    microbatch = bins[item]
+    microbatch_offsets = np.searchsorted(microbatch, np.arange(int(bins.max(initial=-1)) + 2))
     base = segment_start[microbatch_offsets]
     local = lambda global_start: global_start - base[microbatch]  # noqa: E731
-
-    # Within an item, segments ascend in pre-order position: one sorted key finds a node's subtree end and
-    # the segment of its nearest ancestor with tokens.
-    scale = forest.num_nodes + 1
-    key = item * scale + position_of[node]
-    subtree_stop = position_of[node] + topology.subtree_size[node]
-    end_segment = np.searchsorted(key, item * scale + subtree_stop)
-    holder = topology.nearest_ancestor(tokens > 0)[node]
-    holder_segment = np.searchsorted(key, item * scale + position_of[np.maximum(holder, 0)])
-    previous = np.where(holder >= 0, local(segment_start[holder_segment + 1]) - 1, -1)
     return Layout(
         microbatch_offsets=microbatch_offsets.astype(np.int64),
         microbatch_tokens=np.diff(base),
         node=node,
         owned=owned,
         start=local(segment_start[:-1]),
-        previous=previous,
-        position=(topology.path_sum(tokens) - tokens)[node],
+        previous=np.where(holder >= 0, local(segment_start[holder_segment + 1]) - 1, -1),
+        position=above[node],
         subtree_end=local(segment_start[end_segment]),
     )
-
-
-def _strict_ancestors(topology, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """`(row, ancestor)` for every strict ancestor of every `nodes[row]`."""
-    rows, path = topology.path_pairs(nodes)
-    strict = path != np.asarray(nodes, np.int64)[rows]
-    return rows[strict], path[strict]
