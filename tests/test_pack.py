@@ -4,6 +4,8 @@ the padded view, and bad input refused with the field named while the server kee
 from __future__ import annotations
 
 import asyncio
+import importlib.util
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -205,3 +207,12 @@ def test_copies_over_the_token_limit_are_refused_before_they_are_made():
     assert layout.microbatch_tokens.tolist() == [1001] * 1000 and layout.owned.sum() == 2 * chain
     with pytest.raises(ResourceExhausted, match="options.microbatch_tokens: the microbatches would hold up to 1001000"):
         packing.layout(decoded, 1001, 1, max_tokens=1_000_000)
+
+
+def test_the_figure_in_docs_is_drawn_from_a_packed_forest(client):
+    """docs/packed.svg is what docs/packed_figure.py draws from the worked example, packed now."""
+    path = Path(__file__).resolve().parents[1] / "docs" / "packed_figure.py"
+    spec = importlib.util.spec_from_file_location("packed_figure", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.FIGURE.read_text() == module.figure(client) + "\n"

@@ -184,3 +184,52 @@ def html(forest: Forest, node_advantages: np.ndarray, *, labels: list[str] | Non
         "<p>Each tree runs left to right by depth; a node's colour is its advantage (hover for details).</p>\n"
         "</body>\n</html>\n"
     )
+
+
+def packed_svg(packed, labels: list[str], *, title: str = "") -> str:
+    """An SVG document of a `PackedForest` (no padding): its tokens in packed order with each token's
+    `parent` drawn as an arc (red where it is not the token before: a branch jump), the `position_ids`,
+    `subtree_end` and loss mask under them, and the tree attention mask `k <= q < subtree_end[k]` as a grid."""
+    cell, left, top = 34, 130, 120
+    count = packed.num_tokens
+    grid_top = top + 130
+    width, height = max(left + cell * count + 40, 560), grid_top + cell * count + 76
+    centre = [left + cell * t + cell / 2 for t in range(count)]
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+        'font-family="Helvetica, Arial, sans-serif" font-size="12">',
+        '<rect width="100%" height="100%" fill="white"/>',
+        f'<text x="20" y="26" font-size="17" font-weight="bold">{escape(title)}</text>',
+    ]
+    for t in range(count):  # the packed sequence and its parent arcs
+        parent = int(packed.parent[t])
+        if parent >= 0:
+            jump = parent != t - 1
+            lift = 18 + 12 * (t - parent)
+            out.append(f'<path d="M{centre[parent]:.0f},{top - 14} Q{(centre[parent] + centre[t]) / 2:.0f},'
+                       f'{top - 14 - lift} {centre[t]:.0f},{top - 14}" fill="none" '
+                       f'stroke="{"#b2182b" if jump else "#9e9e9e"}" stroke-width="{2 if jump else 1.2}"/>')
+        fill = "#d1e5f0" if packed.loss_mask[t] else "#eeeeee"
+        out.append(f'<rect x="{left + cell * t + 2}" y="{top - 14}" width="{cell - 4}" height="26" rx="4" '
+                   f'fill="{fill}" stroke="#555"/>')
+        out.append(f'<text x="{centre[t]:.0f}" y="{top + 4}" text-anchor="middle">{escape(labels[t])}</text>')
+        for line, value in enumerate((t, parent, packed.position_ids[t], packed.subtree_end[t])):
+            out.append(f'<text x="{centre[t]:.0f}" y="{top + 32 + 16 * line}" text-anchor="middle" '
+                       f'fill="#444">{value}</text>')
+    for line, name in enumerate(("index t", "parent", "position_ids", "subtree_end")):
+        out.append(f'<text x="{left - 10}" y="{top + 32 + 16 * line}" text-anchor="end" fill="#444">{name}</text>')
+    out.append(f'<text x="{left - 10}" y="{top + 4}" text-anchor="end" fill="#444">packed order</text>')
+    out.append(f'<text x="{left - 10}" y="{grid_top - 8}" text-anchor="end" fill="#444">query q \u2193 key k \u2192</text>')
+    for q in range(count):  # the mask: query rows, key columns
+        out.append(f'<text x="{left - 10}" y="{grid_top + cell * q + cell / 2 + 4:.0f}" text-anchor="end">'
+                   f'{escape(labels[q])}</text>')
+        out.append(f'<text x="{centre[q]:.0f}" y="{grid_top - 8}" text-anchor="middle">{escape(labels[q])}</text>')
+        for k in range(count):
+            sees = k <= q < packed.subtree_end[k]
+            out.append(f'<rect x="{left + cell * k}" y="{grid_top + cell * q}" width="{cell}" height="{cell}" '
+                       f'fill="{"#4393c3" if sees else "white"}" stroke="#cccccc"/>')
+    out.append(f'<text x="20" y="{height - 36}" fill="#444">blue: q attends to k (k is q or an ancestor of q).</text>')
+    out.append(f'<text x="20" y="{height - 18}" fill="#444">red arcs: parent[t] is not t - 1 (a branch jump); '
+               'grey tokens: loss mask off.</text>')
+    out.append("</svg>")
+    return "\n".join(out)
