@@ -20,15 +20,17 @@ from treecredit_server.compute import packing
 from treecredit_server.config import Limits
 
 
-def example_forest() -> treecredit.Forest:
-    """Section 12's example: prompt r [p0 p1] -> a [a0] -> {c [c0], d [d0]}, and r -> b [b0 b1]."""
-    forest = treecredit.Forest()
-    r = forest.add(None, [100, 101], group="q", loss_mask=[False, False])
-    a = forest.add(r, [102])
-    forest.add(a, [103], reward=1.0)
-    forest.add(a, [104], reward=0.0)
-    forest.add(r, [105, 106], reward=1.0)
-    return forest
+def _load_figure_script():
+    """docs/packed_figure.py, which draws the worked example of section 12 for the docs."""
+    path = Path(__file__).resolve().parents[1] / "docs" / "packed_figure.py"
+    spec = importlib.util.spec_from_file_location("packed_figure", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+packed_figure = _load_figure_script()
+example_forest = packed_figure.example_forest  # r [p0 p1] -> a [a0] -> {c [c0], d [d0]}, and r -> b [b0 b1]
 
 
 def test_the_worked_example_of_section_12(client):
@@ -161,6 +163,11 @@ BAD = {
                                  grpc.StatusCode.INVALID_ARGUMENT, "options.max_response_length: must be in"),
     "max_response_length of another mode": (dict(max_response_length=8), grpc.StatusCode.INVALID_ARGUMENT,
                                             "options.max_response_length: is only read by seq-mean-token-sum-norm"),
+    "toolpo without tool calls": (dict(estimator="toolpo"), grpc.StatusCode.INVALID_ARGUMENT,
+                                  "score.tool_calls: is required"),
+    "a bad forest": (dict(forest=treecredit.Forest.from_arrays([-1, 0], group=[0, 0], reward=[np.nan, np.nan],
+                                                               num_tokens=[1, 1], token_ids=[1, 2])),
+                     grpc.StatusCode.INVALID_ARGUMENT, "score.forest.reward[1]: leaf 1 has no reward"),
 }
 
 
@@ -169,10 +176,11 @@ def test_bad_input_is_refused_naming_the_field(server, case):
     changes, code, message = BAD[case]
     changes = dict(changes)
     forest = changes.pop("forest", example_forest())
+    estimator = changes.pop("estimator", "grpo")
     with grpc.insecure_channel(server.target) as channel:
         stub = credit_pb2_grpc.CreditServiceStub(channel)
         with pytest.raises(grpc.RpcError) as error:
-            stub.Pack(pack_request(forest, "grpo", **changes), timeout=30)
+            stub.Pack(pack_request(forest, estimator, **changes), timeout=30)
         assert error.value.code() == code
         assert error.value.details().startswith(message), error.value.details()
         assert len(stub.Pack(pack_request(example_forest(), "grpo"), timeout=30).layout.node.data) > 0
@@ -211,8 +219,4 @@ def test_copies_over_the_token_limit_are_refused_before_they_are_made():
 
 def test_the_figure_in_docs_is_drawn_from_a_packed_forest(client):
     """docs/packed.svg is what docs/packed_figure.py draws from the worked example, packed now."""
-    path = Path(__file__).resolve().parents[1] / "docs" / "packed_figure.py"
-    spec = importlib.util.spec_from_file_location("packed_figure", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    assert module.FIGURE.read_text() == module.figure(client) + "\n"
+    assert packed_figure.FIGURE.read_text() == packed_figure.figure(client) + "\n"

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from treecredit import _wire
-from treecredit.errors import InvalidArgument, ResourceExhausted
+from treecredit.errors import InvalidArgument, RequestError, ResourceExhausted
 from treecredit.v1 import credit_pb2 as pb
 from treecredit.v1 import packing_pb2 as ppb
 from treecredit_server.codec import score as score_codec
@@ -39,23 +39,25 @@ class PackInputs:
 
 
 def decode_pack(request: pb.PackRequest, limits: Limits) -> PackInputs:
-    score = request.score
-    forest = score_codec.decode_forest(score.forest, limits, name="score.forest")
+    try:
+        forest, estimator, inputs, options = _decode_score_part(request.score, limits)
+    except RequestError as error:  # the Score decoders name fields from a ScoreRequest's root
+        raise type(error)(f"score.{error.field}", error.problem) from None
+    return PackInputs(forest, estimator, inputs, decode_pack_options(request.options, limits),
+                      normalize_std=options["normalize_std"], sibling_std=options["sibling_std"])
+
+
+def _decode_score_part(score: pb.ScoreRequest, limits: Limits):
+    """What Score decodes, and the token ids Pack needs besides."""
+    forest = score_codec.decode_forest(score.forest, limits)
     if "token_ids" not in forest.tokens:
         holding = np.flatnonzero(forest.num_tokens)
-        which = f"node {holding[0]} has {forest.num_tokens[holding[0]]} tokens and no ids" if len(holding) else \
-            "the forest has no tokens"
-        raise InvalidArgument("score.forest.token_ids", f"Pack needs the id of every token; {which}")
+        which = (f"node {holding[0]} has {forest.num_tokens[holding[0]]} tokens and no ids" if len(holding)
+                 else "the forest has no tokens")
+        raise InvalidArgument("forest.token_ids", f"Pack needs the id of every token; {which}")
     estimator = score_codec.decode_estimator(score.estimator)
-    options = score_codec.decode_score_options(score.options)
-    return PackInputs(
-        forest=forest,
-        estimator=estimator,
-        inputs=structures_codec.decode_score_inputs(score, forest, estimator, limits),
-        packing=decode_pack_options(request.options, limits),
-        normalize_std=options["normalize_std"],
-        sibling_std=options["sibling_std"],
-    )
+    inputs = structures_codec.decode_score_inputs(score, forest, estimator, limits)
+    return forest, estimator, inputs, score_codec.decode_score_options(score.options)
 
 
 def decode_pack_options(options: ppb.PackOptions, limits: Limits) -> packing.PackOptions:
