@@ -220,3 +220,15 @@ def test_copies_over_the_token_limit_are_refused_before_they_are_made():
 def test_the_figure_in_docs_is_drawn_from_a_packed_forest(client):
     """docs/packed.svg is what docs/packed_figure.py draws from the worked example, packed now."""
     assert packed_figure.FIGURE.read_text() == packed_figure.figure(client) + "\n"
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_bins_hold_every_item_within_capacity_and_fill_up(seed):
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(1, 101, int(rng.integers(1, 300)))
+    bins = packing._bin_pack(sizes, 100)
+    load = np.bincount(bins, weights=sizes)
+    assert load.max() <= 100 and sorted(set(bins.tolist())) == list(range(len(load)))
+    # No two bins could be merged: their loads are more than the capacity.
+    two_lightest = np.sort(load)[:2]
+    assert len(load) == 1 or two_lightest.sum() > 100

@@ -142,17 +142,20 @@ def _split_tree(begin: int, end: int, above: np.ndarray, prefix: np.ndarray, bra
 
 
 def _bin_pack(sizes: np.ndarray, capacity: int) -> np.ndarray:
-    """First-fit decreasing: the bin of each item `[I]`, bins numbered in order of opening."""
+    """The bin of each item `[I]` (every size <= capacity), one vectorised step per bin: a bin takes the largest
+    item left, then as many of the smallest left as still fit. Bins are numbered in order of filling."""
+    ascending = np.argsort(sizes, kind="stable")
+    prefix = np.concatenate(([0], np.cumsum(sizes[ascending])))
     bins = np.empty(len(sizes), np.int64)
-    free = np.zeros(0, np.int64)
-    for item in np.argsort(-sizes, kind="stable"):
-        fits = np.flatnonzero(free >= sizes[item])
-        if len(fits):
-            bins[item] = fits[0]
-            free[fits[0]] -= sizes[item]
-        else:
-            bins[item] = len(free)
-            free = np.append(free, capacity - sizes[item])
+    small, large, current = 0, len(sizes) - 1, 0  # items left: ascending[small : large + 1]
+    while small <= large:
+        bins[ascending[large]] = current
+        room = capacity - int(sizes[ascending[large]])
+        large -= 1
+        fitting = min(int(np.searchsorted(prefix, prefix[small] + room, side="right")) - 1, large + 1)
+        bins[ascending[small:fitting]] = current
+        small = max(small, fitting)
+        current += 1
     return bins
 
 
@@ -178,16 +181,18 @@ def layout(forest: ForestArrays, microbatch_tokens: int | None, align: int, max_
         _check_fits(forest, capacity, microbatch_tokens, align)
         tree_tokens = prefix[tree_end] - prefix[tree_begin]
         branch_cut = topology.num_children[np.maximum(forest.parent[order], 0)] >= 2
-        ranges = []
-        for begin, end, size in zip(tree_begin.tolist(), tree_end.tolist(), tree_tokens.tolist()):
-            if size <= capacity:
-                ranges.append((begin, end))
-            else:
-                ranges.extend(_split_tree(begin, end, above, prefix, branch_cut, capacity))
-        item_begin, item_end = np.array(ranges, np.int64).reshape(-1, 2).T
+        whole = tree_tokens <= capacity
+        parts = [part for begin, end in zip(tree_begin[~whole].tolist(), tree_end[~whole].tolist())
+                 for part in _split_tree(begin, end, above, prefix, branch_cut, capacity)]
+        split_begin, split_end = np.array(parts, np.int64).reshape(-1, 2).T
+        item_begin = np.concatenate((tree_begin[whole], split_begin))
+        item_end = np.concatenate((tree_end[whole], split_end))
         copied = above[item_begin]
         _check_total(int(copied.sum()) + int(prefix[-1]), 0, align, max_tokens)  # before packing bins
         item_bin = _bin_pack(copied + prefix[item_end] - prefix[item_begin], capacity)
+        first_item = np.full(int(item_bin.max(initial=-1)) + 1, len(order))
+        np.minimum.at(first_item, item_bin, item_begin)
+        item_bin = np.argsort(np.argsort(first_item))[item_bin]  # microbatches in the order of the forest
         _check_total(int(copied.sum()) + int(prefix[-1]), int(item_bin.max(initial=-1)) + 1, align, max_tokens)
     return _segments(forest, item_begin, item_end, item_bin, above_node)
 
