@@ -120,23 +120,23 @@ class PackedForest:
         """Tokens from segments: every token of a segment carries its node's values."""
         node = segment["node"]
         lengths = forest.num_tokens[node]
-        of_token = np.repeat(np.arange(len(node)), lengths)
+        spread = lambda values: np.repeat(values, lengths)  # noqa: E731  a segment's value on each of its tokens
         index = np.arange(num_tokens)
-        within = index - segment["start"][of_token]
-        token_node = node[of_token]
-        forest_start = np.cumsum(forest.num_tokens) - forest.num_tokens
-        token_index = forest_start[token_node] + within
-        loss_mask = segment["owned"][of_token]
+        first = spread(segment["start"])
+        within = index - first
+        token_node = spread(node)
+        token_index = spread((np.cumsum(forest.num_tokens) - forest.num_tokens)[node]) + within
+        loss_mask = spread(segment["owned"])
         if forest.loss_mask is not None:
-            loss_mask = loss_mask & forest.loss_mask[token_index]
-        on_tool_call = (np.zeros(num_tokens, bool) if tool_call_mask is None or "tool_call_advantage_pos" not in per_node
+            loss_mask &= forest.loss_mask[token_index]
+        on_tool_call = (None if tool_call_mask is None or "tool_call_advantage_pos" not in per_node
                         else np.asarray(tool_call_mask, bool)[token_index])
 
         def per_token(name: str, tool_call_name: str | None = None) -> np.ndarray:
-            values = per_node[name][token_node]
-            if tool_call_name is not None and tool_call_name in per_node:
-                values = np.where(on_tool_call, per_node[tool_call_name][token_node], values)
-            return np.where(loss_mask, values, 0.0).astype(np.float32)
+            values = spread(per_node[name][node].astype(np.float32))
+            if on_tool_call is not None and tool_call_name is not None:
+                values = np.where(on_tool_call, spread(per_node[tool_call_name][node].astype(np.float32)), values)
+            return np.where(loss_mask, values, np.float32(0))
 
         padding = -num_tokens % align
         pad = lambda values, filler: np.concatenate((values, np.full(padding, filler, values.dtype)))  # noqa: E731
@@ -152,9 +152,9 @@ class PackedForest:
             token_node=pad(token_node, -1),
             node_start=node_start,
             node_length=node_length,
-            parent=pad(np.where(within == 0, segment["previous"][of_token], index - 1), -1),
-            position_ids=pad(segment["position"][of_token] + within, 0),
-            subtree_end=np.concatenate((segment["subtree_end"][of_token],
+            parent=pad(np.where(within == 0, spread(segment["previous"]), index - 1), -1),
+            position_ids=pad(spread(segment["position"]) + within, 0),
+            subtree_end=np.concatenate((spread(segment["subtree_end"]),
                                         np.arange(num_tokens, num_tokens + padding) + 1)),
             loss_mask=pad(loss_mask, False),
             advantage_pos=pad(per_token("advantage_pos", "tool_call_advantage_pos"), 0),
