@@ -15,7 +15,7 @@ from typing import NamedTuple
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-RULER_SPACING = 32  # list ranking: about one element in this many starts a walk (section `_rank_list`)
+RULER_SPACING = 32  # list ranking: about one element in this many is a ruler (see `_rank_list`)
 
 
 def expand_ranges(starts: np.ndarray, stops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
