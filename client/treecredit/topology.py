@@ -317,34 +317,23 @@ class TrajectoryLayout:
         topology, num_tokens, leaves = self.topology, self.num_tokens, self.leaves
         parent = topology.parent
         token_start = np.cumsum(num_tokens) - num_tokens
-        # Node n continues its parent's run when its tokens directly follow the parent's; head[n] tops n's run.
+        # Node n continues its parent's run when its tokens directly follow the parent's; a head starts a run.
         above = np.maximum(parent, 0)
         continues = (parent >= 0) & (num_tokens > 0) & (num_tokens[above] > 0) & (
             token_start == token_start[above] + num_tokens[above])
-        head = np.arange(len(parent))
-        for depth in range(1, topology.max_depth + 1):
-            nodes = topology.level(depth)
-            nodes = nodes[continues[nodes]]
-            head[nodes] = head[parent[nodes]]
+        heads = np.flatnonzero(~continues)
+        head = np.where(continues, topology.nearest_ancestor(~continues), np.arange(len(parent)))  # n's run's head
 
-        # Walk up from the leaves: node n ends a run of row r where the path below it does not continue it.
-        # Each row's runs are found last to first; `rank` counts them, to put them back in row-major order.
-        rows, ends, ranks = [], [], []
-        found = np.zeros(len(leaves), np.int64)
-        row, node, end = np.arange(len(leaves)), leaves, np.ones(len(leaves), bool)
-        while len(node):
-            rows.append(row[end])
-            ends.append(node[end])
-            ranks.append(found[rows[-1]])
-            found[rows[-1]] += 1
-            up = parent[node]
-            keep = up >= 0
-            row, end, node = row[keep], ~continues[node[keep]], up[keep]
-        row, end, rank = (np.concatenate(parts) if parts else np.zeros(0, np.int64) for parts in (rows, ends, ranks))
-        position = np.empty(len(row), np.int64)
-        position[(np.cumsum(found) - 1)[row] - rank] = np.arange(len(row))
-        row, end = row[position], end[position]
-        first = head[end]
+        # The runs of row r are the heads on path(leaves[r]): path pairs of the tree of heads, ordered by row and,
+        # within a row, from the root down. A run ends above the next head on the row's path, or at the leaf.
+        head_rank = np.full(len(parent), -1, np.int64)
+        head_rank[heads] = np.arange(len(heads))
+        heads_tree = Topology.of(np.where(parent[heads] >= 0, head_rank[head[above[heads]]], -1))
+        row, ranked = heads_tree.path_pairs(head_rank[head[leaves]])
+        order = np.lexsort((heads_tree.depth[ranked], row))
+        row, first = row[order], heads[ranked[order]]
+        last_of_row = np.r_[row[1:] != row[:-1], True] if len(row) else np.zeros(0, bool)
+        end = np.where(last_of_row, leaves[row], parent[np.r_[first[1:], 0][: len(first)]])
         count = self.path_start[end] + num_tokens[end] - self.path_start[first]
         copied = count > 0
         row, first, count = row[copied], first[copied], count[copied]
