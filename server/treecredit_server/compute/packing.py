@@ -124,21 +124,17 @@ def weights(forest: ForestArrays, estimator: Estimator, node_advantage: np.ndarr
     return Weights(weight, positive, negative, *on_tool_calls)
 
 
-def _split_tree(begin: int, end: int, above: np.ndarray, prefix: np.ndarray, branch_cut: np.ndarray,
-                capacity: int) -> list[tuple[int, int]]:
-    """Pre-order ranges `[a, b)` covering positions `[begin, end)` of one tree, each fitting `capacity` with
-    the tokens above its first node (`above`, by position) copied in; cuts prefer children of branch points."""
-    parts = []
-    while begin < end:
-        budget = capacity - above[begin] + prefix[begin]
-        stop = min(int(np.searchsorted(prefix, budget, side="right")) - 1, end)  # largest b that fits
-        if stop < end:
-            cuts = np.flatnonzero(branch_cut[begin + 1 + (stop - begin) // 2 : stop + 1])
-            if len(cuts):
-                stop = begin + 1 + (stop - begin) // 2 + int(cuts[-1])
-        parts.append((begin, stop))
-        begin = stop
-    return parts
+def _part_stops(tree_end: np.ndarray, above: np.ndarray, prefix: np.ndarray, branch_cut: np.ndarray,
+                capacity: int) -> np.ndarray:
+    """For a part of a split tree that starts at each pre-order position p, where it stops `[N]`: the furthest
+    position whose tokens, with those above p copied in, fit `capacity`, moved back to the last child of a
+    branch point in the second half of the part if there is one (a cut there copies fewer ancestors).
+    `tree_end`: the end of each position's tree; `branch_cut`: whether a position's node's parent branches."""
+    position = np.arange(len(above))
+    furthest = np.minimum(np.searchsorted(prefix, capacity - above + prefix[:-1], side="right") - 1, tree_end)
+    last_cut = np.maximum.accumulate(np.where(branch_cut, position, -1))[np.minimum(furthest, len(above) - 1)]
+    prefer_cut = (furthest < tree_end) & (last_cut >= position + 1 + (furthest - position) // 2)
+    return np.where(prefer_cut, last_cut, furthest)
 
 
 def _bin_pack(sizes: np.ndarray, capacity: int) -> np.ndarray:
@@ -182,8 +178,12 @@ def layout(forest: ForestArrays, microbatch_tokens: int | None, align: int, max_
         tree_tokens = prefix[tree_end] - prefix[tree_begin]
         branch_cut = topology.num_children[np.maximum(forest.parent[order], 0)] >= 2
         whole = tree_tokens <= capacity
-        parts = [part for begin, end in zip(tree_begin[~whole].tolist(), tree_end[~whole].tolist())
-                 for part in _split_tree(begin, end, above, prefix, branch_cut, capacity)]
+        stops = _part_stops(np.repeat(tree_end, tree_end - tree_begin), above, prefix, branch_cut, capacity).tolist()
+        parts = []  # one cheap step per part: every stop is computed above
+        for begin, end in zip(tree_begin[~whole].tolist(), tree_end[~whole].tolist()):
+            while begin < end:
+                parts.append((begin, stops[begin]))
+                begin = stops[begin]
         split_begin, split_end = np.array(parts, np.int64).reshape(-1, 2).T
         item_begin = np.concatenate((tree_begin[whole], split_begin))
         item_end = np.concatenate((tree_end[whole], split_end))
