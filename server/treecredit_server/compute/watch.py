@@ -19,6 +19,7 @@ import numpy as np
 
 from treecredit.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
 from treecredit_server.compute.filtering import grouped_threshold
+from treecredit_server.compute.trace_confidence import topk_confidence
 
 BYTES_PER_RING_ENTRY = 16  # a float64 prefix sum and a float64 lowest-so-far
 
@@ -109,16 +110,9 @@ class Chunk:
     @classmethod
     def of(cls, trajectory: np.ndarray, num_tokens: np.ndarray, *, confidence: np.ndarray | None = None,
            topk_logprobs: np.ndarray | None = None) -> Chunk:
-        """From token confidences `[M]`, or top-k log-probs `[M, k]` (confidence = -mean of the finite values;
-        -inf is padding, as in `treecredit_kernels.topk_confidence`)."""
+        """From token confidences `[M]`, or top-k log-probs `[M, k]` (`trace_confidence.topk_confidence`)."""
         if confidence is None:
-            finite = np.isfinite(topk_logprobs)
-            if finite.all():
-                confidence = -topk_logprobs.mean(axis=1, dtype=np.float64)
-            else:
-                count = finite.sum(axis=1)
-                total = np.where(finite, topk_logprobs, 0).sum(axis=1, dtype=np.float64)
-                confidence = np.where(count > 0, -total / np.maximum(count, 1), 0.0)
+            confidence = topk_confidence(topk_logprobs)
         return cls(trajectory.astype(np.int64, copy=False), num_tokens.astype(np.int64, copy=False),
                    np.asarray(confidence, dtype=np.float64))
 
