@@ -7,7 +7,6 @@ from enum import Enum
 
 import numpy as np
 
-from treecredit.errors import InvalidArgument
 from treecredit_server.compute.trace_confidence import masked_confidence, token_confidence
 from treecredit_server.compute.forest import ForestArrays
 from treecredit_server.compute.tensors import as_tensor
@@ -32,7 +31,8 @@ class Forks:
 def suggest_forks(forest: ForestArrays, *, ranking: Ranking = Ranking.NEG_LOGPROB, top_n: int = 4,
                   tail_guard: int = 16, window: int = 2048) -> Forks:
     """Candidates are tokens with loss mask 1 outside the last `tail_guard` tokens of every trajectory through
-    them; the best `top_n` per tree by `ranking`."""
+    them; the best `top_n` per tree by `ranking` (the forest carries what it ranks by: `logprobs`, not NaN, or
+    token confidences)."""
     topology = forest.topology
     node_of_token = np.repeat(np.arange(forest.num_nodes), forest.num_tokens)
     offsets = forest.token_offsets
@@ -44,11 +44,7 @@ def suggest_forks(forest: ForestArrays, *, ranking: Ranking = Ranking.NEG_LOGPRO
     candidate = (nearest_end[node_of_token] - position > tail_guard) & (True if mask is None else mask)
 
     if ranking is Ranking.NEG_LOGPROB:
-        if "logprobs" not in forest.tokens:
-            raise InvalidArgument("forest.logprobs", "is required to rank fork positions by -logprob")
         score = -np.asarray(forest.tokens["logprobs"], dtype=np.float64)
-        if np.isnan(score).any():
-            raise InvalidArgument(f"forest.logprobs[{int(np.argmax(np.isnan(score)))}]", "is NaN")
         goodness = score
     else:
         score = np.full(len(node_of_token), np.nan)

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from treecredit.errors import InvalidArgument
 from treecredit_server.compute.forest import ForestArrays
 from treecredit_server.compute.tensors import as_tensor
 
@@ -45,18 +44,12 @@ def topk_confidence(topk_logprobs: np.ndarray) -> np.ndarray:
     return np.where(count > 0, -total / np.maximum(count, 1), 0.0)
 
 
-def token_confidence(forest: ForestArrays, name: str = "forest") -> np.ndarray:
-    """Token confidences float64 `[T]`: the forest's `confidence`, else -mean of each row of `topk_logprobs`."""
-    tokens = forest.tokens
-    if "confidence" in tokens:
-        confidence = np.asarray(tokens["confidence"], dtype=np.float64)
-        _require_finite(f"{name}.confidence", ~np.isfinite(confidence))
-        return confidence
-    if "topk_logprobs" in tokens:
-        topk = tokens["topk_logprobs"]
-        _require_finite(f"{name}.topk_logprobs", np.isnan(topk).any(axis=1) | (topk == np.inf).any(axis=1))
-        return topk_confidence(topk)
-    raise InvalidArgument(f"{name}.confidence", "token confidences or top-k log-probs (topk_logprobs) are required")
+def token_confidence(forest: ForestArrays) -> np.ndarray:
+    """Token confidences float64 `[T]` of a forest that `has_token_confidence`: its `confidence`, else
+    `topk_confidence` of its `topk_logprobs`."""
+    if "confidence" in forest.tokens:
+        return np.asarray(forest.tokens["confidence"], dtype=np.float64)
+    return topk_confidence(forest.tokens["topk_logprobs"])
 
 
 def masked_confidence(forest: ForestArrays, confidence: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -69,25 +62,12 @@ def masked_confidence(forest: ForestArrays, confidence: np.ndarray) -> tuple[np.
     return confidence[mask], np.concatenate(([0], np.cumsum(counts)))
 
 
-def trajectory_confidence(forest: ForestArrays, *, window: int = 2048, tail: int = 2048,
-                          name: str = "forest") -> TraceConfidence:
-    """Lowest, bottom-10%, tail and mean confidence of every trajectory; InvalidArgument (naming `name`'s field)
-    when the forest has no token confidences or they are NaN / +inf."""
+def trajectory_confidence(forest: ForestArrays, *, window: int = 2048, tail: int = 2048) -> TraceConfidence:
+    """Lowest, bottom-10%, tail and mean confidence of every trajectory of a forest that `has_token_confidence`."""
     from treecredit_kernels import tree_window_confidence
 
-    confidence, offsets = masked_confidence(forest, token_confidence(forest, name))
+    confidence, offsets = masked_confidence(forest, token_confidence(forest))
     leaves = forest.leaves
     result = tree_window_confidence(*(as_tensor(a) for a in (confidence, offsets, forest.parent, leaves)),
                                     window=window, tail=tail)
     return TraceConfidence(leaves.astype(np.int64), *(part.numpy() for part in result))
-
-
-def score_trace_confidence(forest: ForestArrays, *, window: int, tail: int) -> TraceConfidence | None:
-    """What Score returns: the trace confidence, or None when the forest carries no token confidences."""
-    return trajectory_confidence(forest, window=window, tail=tail) if has_token_confidence(forest) else None
-
-
-def _require_finite(field: str, bad: np.ndarray) -> None:
-    if bad.any():
-        index = int(np.argmax(bad))
-        raise InvalidArgument(f"{field}[{index}]", "is NaN or +inf")

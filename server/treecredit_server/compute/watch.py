@@ -117,6 +117,31 @@ class Chunk:
                    np.asarray(confidence, dtype=np.float64))
 
 
+@dataclass(frozen=True)
+class Start:
+    trajectory: int
+    parent: int | None
+    fork_offset: int
+    field: str  # the request's name for it, in errors
+
+
+@dataclass(frozen=True)
+class Finish:
+    trajectory: int
+    answer: str | None
+    field: str
+
+
+@dataclass(frozen=True)
+class Step:
+    """One request of a stream: it may open the session, then starts, one chunk, finishes, applied in that order."""
+
+    opens: bool
+    starts: list[Start]
+    chunk: Chunk | None
+    finishes: list[Finish]
+
+
 class WatchSession:
     """The state of one prompt's stream. Methods raise `treecredit.errors` naming the offending field."""
 
@@ -147,6 +172,17 @@ class WatchSession:
         self._lowest_at = np.full((capacity, options.ring), np.inf)
 
     # -- events ----------------------------------------------------------------------------------
+    def apply(self, step: Step) -> Decisions:
+        """Everything one request causes."""
+        decisions = self.opened() if step.opens else Decisions([])
+        for start in step.starts:
+            decisions.add(self.start(start.trajectory, start.parent, start.fork_offset, start.field))
+        if step.chunk is not None:
+            decisions.add(self.chunk(step.chunk))
+        for finish in step.finishes:
+            decisions.add(self.finish(finish.trajectory, finish.answer, finish.field))
+        return decisions
+
     def opened(self) -> Decisions:
         """What the session says as it opens: a fixed threshold is set at once."""
         return Decisions([], threshold=self.threshold if self.threshold_set else None)
