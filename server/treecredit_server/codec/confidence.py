@@ -170,7 +170,7 @@ def decode_chunk(message: pb.TokenChunk, limits: Limits, name: str = "chunk") ->
     if len(values) != total:
         raise InvalidArgument(f"{name}.{field}", f"has {len(values)} tokens but num_tokens sums to {total}")
     fields.refuse_first(f"{name}.{field}", bad, "is NaN or +inf")
-    return Chunk.of(trajectory, num_tokens, **{field: values})
+    return Chunk(trajectory.astype(np.int64, copy=False), num_tokens.astype(np.int64, copy=False), **{field: values})
 
 
 def encode_decisions(decisions: Decisions) -> pb.WatchResponse:

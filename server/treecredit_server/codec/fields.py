@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -56,10 +57,11 @@ def finite(value: float, name: str, *, low: float = -math.inf, high: float = mat
     return value
 
 
-def refuse_first(field: str, bad: np.ndarray, problem: str) -> None:
-    """InvalidArgument naming `field[i]` for the first i where `bad` holds."""
+def refuse_first(field: str, bad: np.ndarray, problem: str | Callable[[int], str]) -> None:
+    """InvalidArgument naming `field[i]` for the first i where `bad` holds; `problem`, or `problem(i)`, says why."""
     if bad.any():
-        raise InvalidArgument(f"{field}[{int(np.argmax(bad))}]", problem)
+        index = int(np.argmax(bad))
+        raise InvalidArgument(f"{field}[{index}]", problem(index) if callable(problem) else problem)
 
 
 def unusable_topk(topk_logprobs: np.ndarray) -> np.ndarray:

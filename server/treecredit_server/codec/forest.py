@@ -51,9 +51,39 @@ def decode_forest(message: forest_pb2.Forest, limits: Limits, name: str = "fores
             if ndim == 2 and values.shape[1] > MAX_TOPK:
                 raise InvalidArgument(f"{name}.{field}.shape", f"k = {values.shape[1]} exceeds {MAX_TOPK}")
             tokens[field] = values.astype(bool) if field == "loss_mask" else values
-    forest = ForestArrays.validated(parent, group, reward, num_tokens, tokens, name=name)
+    return validated(parent, group, reward, num_tokens, tokens, name=name)
+
+
+def validated(parent: np.ndarray, group: np.ndarray, reward: np.ndarray, num_tokens: np.ndarray | None,
+              tokens: dict[str, np.ndarray] | None = None, *, name: str = "forest") -> ForestArrays:
+    """The forest of these arrays once their shapes and meaning are checked: InvalidArgument names the field and
+    index (parents before children, a group at every root, rewards at the leaves only, token counts)."""
+    n = len(parent)
+    for field, values in (("group", group), ("reward", reward), ("num_tokens", num_tokens)):
+        if values is not None and len(values) != n:
+            raise InvalidArgument(f"{name}.{field}", f"has {len(values)} entries for {n} nodes")
+    parent = parent.astype(np.int64, copy=False)
+    refuse_first(f"{name}.parent", (parent < -1) | (parent >= np.arange(n)),
+           lambda i: f"parent {parent[i]} of node {i} must be -1 or a node before it")
+    tokens = tokens or {}
+    forest = ForestArrays.of(parent, group, reward, np.zeros(n, np.int64) if num_tokens is None else num_tokens,
+                             tokens)
+    is_root, is_leaf = parent < 0, forest.topology.is_leaf
+    refuse_first(f"{name}.group", is_root & (group < 0), lambda i: f"root {i} has no group (negative id {group[i]})")
+    reward = forest.reward
+    refuse_first(f"{name}.reward", np.isinf(reward), lambda i: f"reward {reward[i]} of node {i} is not finite")
+    refuse_first(f"{name}.reward", is_leaf & np.isnan(reward), lambda i: f"leaf {i} has no reward")
+    refuse_first(f"{name}.reward", ~is_leaf & ~np.isnan(reward),
+           lambda i: f"internal node {i} carries a reward ({reward[i]}); only leaves do")
+    counts = forest.num_tokens
+    refuse_first(f"{name}.num_tokens", counts < 0, lambda i: f"node {i} has a negative count {counts[i]}")
+    total = int(counts.sum())
+    for field, values in tokens.items():
+        if len(values) != total:
+            raise InvalidArgument(f"{name}.{field}", f"has {len(values)} tokens but num_tokens sums to {total}")
     if "confidence" in tokens:
         refuse_first(f"{name}.confidence", ~np.isfinite(tokens["confidence"]), "is NaN or +inf")
     if "topk_logprobs" in tokens:
         refuse_first(f"{name}.topk_logprobs", unusable_topk(tokens["topk_logprobs"]), "is NaN or +inf")
     return forest
+

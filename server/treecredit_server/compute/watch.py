@@ -101,20 +101,19 @@ class Summary:
 
 @dataclass(frozen=True)
 class Chunk:
-    """Tokens of several trajectories: `trajectory [C]`, `num_tokens [C]`, `confidence [sum num_tokens]`."""
+    """Tokens of several trajectories: `trajectory [C]`, `num_tokens [C]` (int64), and for the sum(num_tokens) tokens
+    either their `confidence [M]` or the top-k log-probs `[M, k]` it comes from (`trace_confidence.topk_confidence`)."""
 
     trajectory: np.ndarray
     num_tokens: np.ndarray
-    confidence: np.ndarray
+    confidence: np.ndarray | None = None
+    topk_logprobs: np.ndarray | None = None
 
-    @classmethod
-    def of(cls, trajectory: np.ndarray, num_tokens: np.ndarray, *, confidence: np.ndarray | None = None,
-           topk_logprobs: np.ndarray | None = None) -> Chunk:
-        """From token confidences `[M]`, or top-k log-probs `[M, k]` (`trace_confidence.topk_confidence`)."""
-        if confidence is None:
-            confidence = topk_confidence(topk_logprobs)
-        return cls(trajectory.astype(np.int64, copy=False), num_tokens.astype(np.int64, copy=False),
-                   np.asarray(confidence, dtype=np.float64))
+    def token_confidence(self) -> np.ndarray:
+        """float64 `[M]`."""
+        if self.confidence is None:
+            return topk_confidence(self.topk_logprobs)
+        return np.asarray(self.confidence, dtype=np.float64)
 
 
 @dataclass(frozen=True)
@@ -250,7 +249,7 @@ class WatchSession:
         # Tokens of stopped trajectories were in flight when the STOP went out: they are dropped.
         active = (self._status[slots] == Status.RUNNING) & (chunk.num_tokens > 0)
         slots, lengths = slots[active], chunk.num_tokens[active]
-        confidence = chunk.confidence[np.repeat(active, chunk.num_tokens)]
+        confidence = chunk.token_confidence()[np.repeat(active, chunk.num_tokens)]
         if len(confidence) == 0:
             return Decisions([])
         W, R = self.options.window, self.options.ring
