@@ -2,8 +2,8 @@
 kernels, on the GPU when there is one. Knows nothing of protobuf or gRPC; torch and the kernels are imported
 inside the functions that call them.
 
-Arrays arrive as read-only views of request bytes (or of a shared-memory region) and are handed to torch
-without a copy (`tensors.as_tensor`).
+Arrays arrive as read-only views of request bytes, or of a shared-memory region that `compute` maps for the
+computation, and are handed to torch without a copy (`tensors.as_tensor`).
 bfloat16 logits arrive as their raw uint16 words and are viewed as torch.bfloat16, never widened.
 """
 
