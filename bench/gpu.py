@@ -90,9 +90,11 @@ def main():
         dev = "cuda"
     os.environ["TREECREDIT_BACKEND"] = "triton"
     from treecredit_kernels import reflection_reward, token_stats, topk_confidence, tree_window_confidence
-    from treecredit_kernels.reflection_reward import reflection_reward_reference
-    from treecredit_kernels.topk_confidence import topk_confidence_reference
-    from treecredit_kernels.tree_window_confidence import tree_window_confidence_reference
+    # The float64 references live with the kernel tests.
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "kernels"))
+    from test_reflection_reward import reflection_reward_reference
+    from test_topk_confidence import topk_confidence_reference
+    from test_tree_window_confidence import tree_window_confidence_reference
 
     g = torch.Generator(device=dev).manual_seed(0)
     emit(device=torch.cuda.get_device_name() if not smoke else "cpu-interpreter", torch=torch.__version__)

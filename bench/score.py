@@ -6,8 +6,8 @@ and Pack on a deep forest against a bushy one of the same size.
                           [--padded-groups 400] [--padded-node-tokens 160] [--depth 100000]
 
 End to end = Forest.from_arrays + encode + send + decode/validate/compute/encode + receive + parse.
-Floor = the compute layer on the same arrays in this process + a bare loopback echo of the request bytes
-(a gRPC server in its own process that returns what it gets).
+Floor = the forest checks and the compute layer on the same arrays in this process + a bare loopback echo of the
+request bytes (a gRPC server in its own process that returns what it gets).
 
 padded() = its first call on a freshly scored forest (tree_grpo: 100k nodes, about 20M trajectory tokens with the
 defaults), once with a loss mask (90% ones) and once without. Baseline = np.full of arrays of its outputs' shapes
@@ -37,7 +37,7 @@ import numpy as np
 import treecredit
 from treecredit.client import CHANNEL_OPTIONS, score_request
 from treecredit_server.compute import credit
-from treecredit_server.compute.forest import ForestArrays
+from treecredit_server.codec.forest import validated
 from treecredit_server.process import start_server
 
 ECHO = "/bench.Echo/Echo"
@@ -189,7 +189,7 @@ def main() -> None:
     estimator = credit.Estimator(args.estimator)
 
     def in_process() -> None:
-        forest = ForestArrays.validated(arrays["parent"], arrays["group"], arrays["reward"], arrays["num_tokens"])
+        forest = validated(arrays["parent"], arrays["group"], arrays["reward"], arrays["num_tokens"])
         credit.score(forest, estimator)
 
     request_bytes = score_request(treecredit.Forest.from_arrays(**arrays), args.estimator).SerializeToString()

@@ -31,3 +31,12 @@ with treecredit.CreditClient(args.target, timeout=30) as client:
     plan = client.curriculum([history], mode="mixed", window=16)
 print("success rate per start depth:", np.round(plan.success_rate[0], 2).tolist(),
       f"failing step: {plan.failing_step[0] or '-'}")
+
+# From the history itself: the success rate from depth k is the mean outcome of the last 16 rollouts started there
+# (NaN where none); the mix to sample is a probability distribution over start depths.
+depth, outcome = np.array(history.start_depth), np.array(history.reward)
+for k in range(num_steps):
+    last = outcome[depth == k][-16:]
+    assert plan.rollouts[0][k] == (depth == k).sum()
+    assert (np.isnan(plan.success_rate[0][k]) and not len(last)) or plan.success_rate[0][k] == last.mean()
+assert abs(plan.sample_probability[0].sum() - 1) < 1e-12 and 1 <= plan.stage[0] <= num_steps

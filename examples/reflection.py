@@ -37,3 +37,13 @@ print("R3 per rollout:", np.round(alone.reward, 3).tolist())
 print("query spread:", np.round(alone.spread, 4).tolist(), "kept:", alone.kept.tolist())
 print("GRPO advantages on R3:", np.round(result.leaf_advantages[forest.leaves], 3).tolist())
 print("(query 1's advantages are normalised noise: drop the queries the filter does not keep)")
+
+# From the definition (ALGORITHMS.md section 7): sigma_j = population std of column j, w = sigma / sum sigma,
+# R3(i) = sum_j w_j ell[i, j]; spread = max sigma; min_spread 0.01 keeps query 0 and drops the flat query 1.
+sigma = [m.std(axis=0) for m in ell]
+np.testing.assert_allclose(alone.reward, np.concatenate([m @ (s / s.sum()) for m, s in zip(ell, sigma)]), rtol=1e-12)
+np.testing.assert_allclose(alone.spread, [s.max() for s in sigma], rtol=1e-12)
+assert alone.kept.tolist() == [True, False]
+r3 = alone.reward.reshape(2, 4)
+np.testing.assert_allclose(result.leaf_advantages[forest.leaves].reshape(2, 4),
+                           (r3 - r3.mean(1, keepdims=True)) / (r3.std(1, ddof=1, keepdims=True) + 1e-6), rtol=1e-9)

@@ -4,6 +4,8 @@
 """
 
 import argparse
+import difflib
+import statistics
 
 import treecredit
 
@@ -30,3 +32,16 @@ for prompt, kept in zip(similarity.step_prompt, similarity.kept):
     for leaf in leaves:
         print(f"  reward {similarity.step_reward[leaf]:+.3f}  advantage {result.leaf_advantages[leaf]:+.3f}  "
               f"{action_of[leaf]!r}")
+
+# From the definition (ALGORITHMS.md section 9): the reward is difflib's similarity ratio to the expert step (-1 when
+# the action did not parse); advantages are z-scores within a step-prompt (sample std + 1e-6); step 3's rewards are
+# all 1, so it is dropped and its advantages are 0.
+assert similarity.kept.tolist() == [True, True, False]
+for prompt, step in zip(similarity.step_prompt, actions):
+    leaves = forest.leaves[forest.parent[forest.leaves] == prompt]
+    expected = [-1.0 if a is None else difflib.SequenceMatcher(None, a, expert[forest.topology.depth[prompt]]).ratio()
+                for a in step]
+    assert similarity.step_reward[leaves].tolist() == expected
+    mean, std = statistics.mean(expected), statistics.stdev(expected)
+    z = [(r - mean) / (std + 1e-6) if std > 1e-4 else 0.0 for r in expected]
+    assert max(abs(a - b) for a, b in zip(result.leaf_advantages[leaves], z)) < 1e-9

@@ -31,3 +31,11 @@ with treecredit.CreditClient(args.target, timeout=30) as client:
 for leaf in forest.leaves:
     print(f"rollout {leaf}: A_succ {result.leaf_advantages[leaf]:+.3f}  A_act {result.action_advantages[leaf]:+.3f}  "
           f"tokens {np.round(result.token_advantages(leaf).astype(float), 3).tolist()}")
+
+# By hand: each reward minus its mean over the task's rollouts (success mean 2/3, correct calls mean 1/3); a token
+# gets A_succ, plus A_act on the tool call, and nothing where loss_mask is 0 (prompt, tool output).
+a_succ, a_act = np.array([1, -2, 1]) / 3, np.array([2, -1, -1]) / 3
+np.testing.assert_allclose(result.leaf_advantages[forest.leaves], a_succ, atol=1e-12)
+np.testing.assert_allclose(result.action_advantages[forest.leaves], a_act, atol=1e-12)
+for leaf, s, a in zip(forest.leaves, a_succ, a_act):
+    np.testing.assert_allclose(result.token_advantages(leaf), [0, 0, 0, 0, s + a, s + a, s + a, 0, 0, s, s], atol=1e-6)

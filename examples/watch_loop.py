@@ -41,6 +41,7 @@ class ToySampler:
 def generate(client: treecredit.CreditClient, *, parallel: int = 8, length: int = 256,
              budget: int = 64) -> treecredit.WatchSummary:
     sampler = ToySampler()
+    answers: dict[int, str] = {}  # what each finished sequence answered
     with client.watch(warmup=8, keep_percent=90, window=64, consensus=0.9, budget=budget) as session:
         running: dict[int, int] = {}  # sequence -> tokens generated
         next_id = 0
@@ -61,9 +62,29 @@ def generate(client: treecredit.CreditClient, *, parallel: int = 8, length: int 
             for s in batch:
                 running[s] += 1
                 if running[s] == length:  # end of sequence
-                    session.finish(s, answer=sampler.answer(s))
+                    answers[s] = sampler.answer(s)
+                    session.finish(s, answer=answers[s])
                     del running[s]
+    check(session.summary, next_id, answers, length)
     return session.summary
+
+
+def check(summary: treecredit.WatchSummary, started: int, answers: dict[int, str], length: int) -> None:
+    """What the loop saw, against the summary: one verdict per started sequence; a kept one was finished with all
+    its tokens, the others were stopped (some while their last tokens were in flight); each answer's vote is the sum
+    of its kept sequences' lowest window confidences, and the winner is the answer with most of it."""
+    assert sorted(summary.trajectory.tolist()) == list(range(started))
+    kept = summary.verdict == "kept"
+    assert set(summary.trajectory[kept].tolist()) <= answers.keys()
+    assert (summary.num_tokens[kept] == length).all() and (summary.verdict[~kept] == "stopped").all()
+    assert (summary.stop_token[~kept] == summary.num_tokens[~kept] - 1).all()
+    votes: dict[str, float] = {}
+    for trajectory, lowest in zip(summary.trajectory[kept].tolist(), summary.lowest[kept].tolist()):
+        votes[answers[trajectory]] = votes.get(answers[trajectory], 0.0) + lowest
+    assert summary.votes.keys() == votes.keys()
+    assert all(abs(summary.votes[a] - votes[a]) < 1e-9 * abs(votes[a]) for a in votes)
+    best = min(votes, key=lambda a: (-votes[a], a))
+    assert summary.answer == best and abs(summary.consensus - votes[best] / sum(votes.values())) < 1e-12
 
 
 def main() -> None:

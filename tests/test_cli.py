@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import reference_credit
 from treecredit import cli, forest_json, render
 from treecredit.forest import Forest
 
@@ -60,7 +61,7 @@ def test_score_json_renders_offline_to_an_svg_coloured_by_advantage(capsys, serv
     branch = document.forest.topology.num_children >= 2
     assert [s.tag == f"{SVG}polygon" for s in shapes] == branch.tolist()
     limit = np.abs(document.node_advantages).max()
-    assert [s.get("fill") for s in shapes] == [render.colour(a, limit) for a in document.node_advantages]
+    assert [s.get("fill") for s in shapes] == [rdbu(a, limit) for a in document.node_advantages]
     assert "value_diff" in picture.read_text()
 
 
@@ -92,11 +93,35 @@ def test_labels_never_print_minus_zero_and_keep_the_space_after_the_reward():
     assert render.signed(-0.0049) == "0.00" and render.signed(0.005) == "+0.01"
 
 
-def test_the_readme_picture_is_what_render_draws_from_the_example(capsys, server, tmp_path):
+def rdbu(value: float, limit: float) -> str:
+    """ColorBrewer's 9-class RdBu, linearly interpolated from -limit (dark red) through white to +limit (dark blue)."""
+    stops = ["b2182b", "d6604d", "f4a582", "fddbc7", "f7f7f7", "d1e5f0", "92c5de", "4393c3", "2166ac"]
+    position = (max(-1.0, min(1.0, value / limit)) + 1) * 4
+    low = min(int(position), 7)
+    mix = position - low
+    return "#" + "".join(f"{round(int(stops[low][i:i + 2], 16) * (1 - mix) + int(stops[low + 1][i:i + 2], 16) * mix):02x}"
+                         for i in (0, 2, 4))
+
+
+def test_the_readme_picture_shows_the_examples_tree_grpo_advantages(capsys, server, tmp_path):
+    """docs/credit.svg (the README's picture) and a fresh render of the example: every node's hover text carries its
+    tree_grpo advantage as the slow reference of ALGORITHMS.md computes it, and its fill the colour of that value."""
+    forest = forest_json.load(EXAMPLE).forest
+    tree = reference_credit.Tree(forest.parent, [forest.groups[g] for g in forest.group], forest.reward)
+    expected, _ = reference_credit.advantages(tree, "tree_grpo")
+    limit = max(abs(a) for a in expected)
     picture = tmp_path / "credit.svg"
     assert run(capsys, "render", EXAMPLE, "-o", picture, "--target", server.target)[0] == 0
-    assert picture.read_text() == (ROOT / "docs" / "credit.svg").read_text(), (
-        "docs/credit.svg is stale: regenerate it with the command in README.md")
+    for document in (picture, ROOT / "docs" / "credit.svg"):
+        shown = {}
+        for g in ET.fromstring(document.read_text()).iter(f"{SVG}g"):
+            title = g.find(f"{SVG}title").text
+            node = int(re.match(r"node (\d+)", title).group(1))
+            shown[node] = (float(re.search(r"advantage ([-+]\d+\.\d+)", title).group(1)), g[1].get("fill"))
+        assert sorted(shown) == list(range(len(forest))), document
+        np.testing.assert_allclose([shown[n][0] for n in range(len(forest))], expected, atol=5e-5,
+                                   err_msg=f"{document} is stale: regenerate it with the command in README.md")
+        assert [shown[n][1] for n in range(len(forest))] == [rdbu(a, limit) for a in expected], document
 
 
 def test_the_console_script_is_installed(server):

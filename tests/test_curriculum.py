@@ -113,7 +113,7 @@ def test_matches_replay_and_mix_sums_to_one(client, num_steps, window, data):
 
 
 def request(**changes):
-    message = treecredit.structures.curriculum_request([history(2, [(1, 1.0), (0, 0.0)])])
+    message = treecredit.curriculum.curriculum_request([history(2, [(1, 1.0), (0, 0.0)])])
     for name, value in changes.items():
         if name == "trunk_end":
             message.trunk_end.CopyFrom(_wire.encode(np.asarray(value, np.int64)))

@@ -1,4 +1,5 @@
-"""Every runnable example in examples/ works against a live server."""
+"""Every runnable example in examples/ works against a live server; each asserts its own results (worked out by
+hand or from the definitions), so a wrong value fails it."""
 
 import subprocess
 import sys

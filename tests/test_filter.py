@@ -46,12 +46,9 @@ def reference_metrics(forest, metric: str, window: int, tail: int) -> dict[int, 
 
 
 def group_of_leaves(forest) -> dict[int, int]:
-    groups = treecredit.confidence.result_groups(forest)
-    root_group = {}
-    for leaf in forest.leaves.tolist():
-        root = path(forest, leaf)[0]
-        root_group[leaf] = groups.index(forest.groups[forest.group[root]])
-    return root_group
+    """The service numbers groups by ascending group id at the roots (forest.proto): each leaf's number."""
+    ids = sorted({int(forest.group[n]) for n in range(len(forest)) if forest.parent[n] < 0})
+    return {leaf: ids.index(int(forest.group[path(forest, leaf)[0]])) for leaf in forest.leaves.tolist()}
 
 
 @pytest.mark.parametrize("metric", ["lowest", "bottom10", "tail", "mean"])
@@ -71,6 +68,7 @@ def test_filter_matches_the_reference_on_random_forests(client, seed, metric):
 
     # Verdicts: the percentile rule applied to the returned metrics, group by group.
     group = group_of_leaves(forest)
+    assert result.groups == [f"prompt-{g}" for g in range(3)]  # random_forest's labels, in id order
     for g in range(len(result.groups)):
         members = [l for l in leaves if group[l] == g]
         values = [result.metric[l] for l in members if not math.isnan(result.metric[l])]

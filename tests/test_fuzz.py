@@ -21,7 +21,7 @@ from fuzz.strategies import forests, messages, mutated, raw_tensors, requests, t
 from treecredit import _wire
 from treecredit.errors import RequestError
 from treecredit.v1 import confidence_pb2, credit_pb2, forest_pb2
-from treecredit_server.codec.score import decode_forest
+from treecredit_server.codec.forest import decode_forest
 from treecredit_server.config import Limits
 from treecredit_server.process import start_server
 

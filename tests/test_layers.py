@@ -35,3 +35,14 @@ def test_layer_imports_nothing_above_it(layer):
         if any(module == name or module.startswith(name + ".") for name in forbidden)
     }
     assert not crossings, sorted(crossings)
+
+
+def test_request_errors_are_raised_by_decoding():
+    """Compute receives arrays decoding has checked: no compute module raises a request error, except the Watch
+    sessions, whose errors depend on the state earlier requests left (a trajectory started twice, say)."""
+    raising = {
+        str(path.relative_to(ROOT))
+        for path in (ROOT / "server/treecredit_server/compute").rglob("*.py")
+        if "treecredit.errors" in imported_modules(path)
+    }
+    assert raising == {"server/treecredit_server/compute/watch.py"}

@@ -8,7 +8,8 @@ import pytest
 
 import treecredit
 from forests import random_forest
-from scrape import scrape
+from faults import eventually
+from scrape import sample, scrape
 from treecredit.v1 import credit_pb2, credit_pb2_grpc
 from treecredit_server.process import start_server
 
@@ -34,6 +35,9 @@ def test_scrape_counts_calls_statuses_nodes_and_tokens(metered):
             credit_pb2_grpc.CreditServiceStub(channel).Score(credit_pb2.ScoreRequest(forest=broken), timeout=60)
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
+    # The server records a call after its status has gone out: wait for the refused one to be counted.
+    assert eventually(
+        lambda: sample(metered.metrics_port, "treecredit_rpc_duration_seconds_count", method="Score") == 4)
     samples = scrape(metered.metrics_port)
     score = frozenset({("method", "Score")})
     assert samples["treecredit_rpc_requests_total", score | {("status", "OK")}] == 3

@@ -19,7 +19,7 @@ from scrape import sample
 from treecredit.v1 import credit_pb2_grpc
 from treecredit.watch import finish_request, open_request, start_request, tokens_request
 from treecredit_server.process import start_server
-from watch_replay import random_stream
+from watch_replay import random_stream, replay
 
 OPTIONS = dict(warmup=3, keep_percent=50.0, window=3, consensus=0.9)
 
@@ -73,14 +73,20 @@ def test_every_started_trajectory_gets_one_final_verdict(server, seed):
     assert eventually(lambda: len(log.events("watch_session", request_id=request_id)) == 1)
     (line,) = log.events("watch_session", request_id=request_id)
     starts = [s.trajectory for r in sent for s in r.starts]
+    # The verdicts the stream sent must lead to, from an offline replay of the same events: finished and never
+    # stopped is kept, stopped by a window is stopped, neither is cut off.
+    expected = replay(events[:cut], **OPTIONS).verdicts()
+    assert list(expected) == starts
     assert line["started"] == len(starts)
-    assert line["kept"] + line["stopped"] + line["cut_off"] == line["started"]
+    assert {v: line[v] for v in ("kept", "stopped", "cut_off")} == \
+        {v: sum(1 for got in expected.values() if got == v) for v in ("kept", "stopped", "cut_off")}
     if ending != "cancel":
         summary = treecredit.WatchSummary.from_proto(responses[-1].summary)
         assert summary.trajectory.tolist() == starts  # each started one exactly once, in start order
         assert summary.idle_closed == (ending == "idle") and line["ended"] == ("idle" if ending == "idle" else "closed")
-        assert {v: int((summary.verdict == v).sum()) for v in ("kept", "stopped", "cut_off")} == \
-            {v: line[v] for v in ("kept", "stopped", "cut_off")}
+        assert dict(zip(summary.trajectory.tolist(), summary.verdict.tolist())) == expected
+        stopped_in_stream = [stop.trajectory for response in responses for stop in response.stops]
+        assert sorted(stopped_in_stream) == sorted(t for t, v in expected.items() if v == "stopped")
     else:
         assert line["ended"] == "cancelled"
     assert eventually(lambda: sample(started.metrics_port, "treecredit_watch_sessions_open") == 0)

@@ -153,12 +153,9 @@ def test_tree_grpo_is_twice_grpo_with_one_tree_per_group(client, seed):
 def test_value_diff_telescopes_to_leaf_minus_group_value(client, seed):
     forest = random_forest(np.random.default_rng(seed), reward_levels=5)
     result = client.score(forest, "value_diff")
-    topology = forest.topology
-    along_path = topology.path_sum(result.node_advantages)
-    leaves = forest.leaves
-    group_of_leaf = forest.group[leaves]
-    group_value = np.bincount(group_of_leaf, forest.reward[leaves]) / np.bincount(group_of_leaf)
-    np.testing.assert_allclose(along_path[leaves], forest.reward[leaves] - group_value[group_of_leaf], atol=1e-12)
+    tree = ref.Tree(forest.parent, [forest.groups[g] for g in forest.group], forest.reward)
+    along_path = [sum(result.node_advantages[n] for n in tree.path(leaf)) for leaf in tree.leaves]
+    np.testing.assert_allclose(along_path, [tree.reward[leaf] - tree.Vg(leaf) for leaf in tree.leaves], atol=1e-12)
 
 
 @settings(max_examples=40, deadline=None)

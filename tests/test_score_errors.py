@@ -9,6 +9,7 @@ import pytest
 import treecredit
 from treecredit_server.process import start_server
 from treecredit import _wire
+from treecredit.errors import InvalidArgument, ResourceExhausted
 from treecredit.client import score_request
 from treecredit.v1 import credit_pb2, credit_pb2_grpc, forest_pb2
 
@@ -60,6 +61,9 @@ BAD_FORESTS = {
         dict(group=forest_pb2.Tensor(dtype=forest_pb2.DATA_TYPE_INT64, shape=[-5], data=b"")),
         "forest.group.shape",
     ),
+    "NaN confidence": (dict(confidence=nan_at(np.ones(15), 4)), "forest.confidence[4]"),
+    "+inf top-k log-prob": (dict(topk_logprobs=np.where(np.arange(30).reshape(15, 2) == 5, np.inf, -1.0)),
+                            "forest.topk_logprobs[2]"),
 }
 
 
@@ -121,3 +125,24 @@ def test_over_limit_requests_are_resource_exhausted():
             assert tokens.value.details().startswith("forest.num_tokens:")
     finally:
         assert server.stop() == 0
+
+
+def test_decoding_refuses_what_compute_would_choke_on():
+    """Decoding alone refuses these (no compute runs for them): token confidences that are not finite, ToolPO
+    action rewards missing at a leaf, SRL steps that do not match the trees, more sibling pairs than allowed."""
+    from treecredit_server.codec.score import decode_score
+    from treecredit_server.config import Limits
+
+    toolpo = score_request(GOOD, "toolpo", tool_calls=treecredit.ToolCalls(nan_at(GOOD.reward, 3), np.zeros(15)))
+    srl_forest, steps = treecredit.srl_batch([["a", "b"]], [[["a"], ["b"], ["c"]]])  # an action for a third step
+    srl = score_request(srl_forest, "srl", step_similarity=treecredit.StepSimilarity([["a", "b"]], steps.actions))
+    cases = [
+        (request_with(confidence=nan_at(np.ones(15), 4)), Limits(), InvalidArgument, "forest.confidence[4]"),
+        (toolpo, Limits(), InvalidArgument, "tool_calls.action_reward[3]"),
+        (srl, Limits(), InvalidArgument, "step_similarity.num_steps[0]"),
+        (request_with(), Limits(max_sibling_pairs=1), ResourceExhausted, "forest.parent"),
+    ]
+    for request, limits, error, field in cases:
+        with pytest.raises(error) as raised:
+            decode_score(request, limits)
+        assert str(raised.value).startswith(field + ":"), str(raised.value)

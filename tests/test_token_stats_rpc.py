@@ -10,8 +10,8 @@ import grpc
 import numpy as np
 import pytest
 import torch
-from treecredit_kernels.token_stats import token_stats_reference
-from treecredit_kernels.topk_confidence import topk_confidence_reference
+from kernels.test_token_stats import token_stats_reference
+from kernels.test_topk_confidence import topk_confidence_reference
 from treecredit_server.process import start_server
 
 import treecredit

@@ -9,8 +9,19 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import reference_credit as ref
 import treecredit
 from forests import random_forest
+
+
+def centred(values, tree: ref.Tree) -> dict[int, float]:
+    """Each leaf's value minus the mean over its group's leaves (section 8: no std), by plain Python."""
+    return {leaf: ref.z(values[leaf], [values[m] for m in tree.leaves if tree.group[m] == tree.group[leaf]],
+                        normalize_std=False) for leaf in tree.leaves}
+
+
+def tree_of(forest) -> ref.Tree:
+    return ref.Tree(forest.parent, [forest.groups[g] for g in forest.group], forest.reward)
 
 # Group "q": root 0 (2 prompt tokens) -> leaves 1 (3 tokens) and 2 (2 tokens). Group "r": a lone chain 3 -> 4.
 FOREST = treecredit.Forest.from_arrays(
@@ -43,9 +54,17 @@ def test_zero_tool_mask_is_mean_centred_outcome(client, seed):
     action = np.where(forest.topology.is_leaf, rng.integers(0, 4, len(forest)), np.nan)
     no_calls = treecredit.ToolCalls(action, np.zeros(int(forest.num_tokens.sum()), bool))
     toolpo = client.score(forest, "toolpo", tool_calls=no_calls)
-    centred = client.score(forest, "grpo", normalize_std=False)
-    np.testing.assert_allclose(toolpo.padded()[0], centred.padded()[0], atol=1e-6)
-    np.testing.assert_allclose(toolpo.node_advantages, centred.node_advantages, atol=1e-12)
+    tree = tree_of(forest)
+    success = centred(tree.reward, tree)
+    advantages, mask, leaves = toolpo.padded()
+    expected = np.array([success[leaf] for leaf in leaves.tolist()])
+    np.testing.assert_allclose(advantages, np.where(mask, expected[:, None], 0.0), atol=1e-6)
+    np.testing.assert_allclose(toolpo.node_advantages,
+                               [np.mean([success[leaf] for leaf in tree.leaves_below(n)]) for n in range(tree.n)],
+                               atol=1e-12)
+    act = centred(action, tree)
+    np.testing.assert_allclose(toolpo.action_advantages[tree.leaves], [act[leaf] for leaf in tree.leaves],
+                               atol=1e-12)
 
 
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -58,7 +77,11 @@ def test_all_tool_tokens_add_action_advantage(client, seed):
     result = client.score(forest, "toolpo",
                           tool_calls=treecredit.ToolCalls(action, np.ones(int(forest.num_tokens.sum()), bool)))
     advantages, mask, leaves = result.padded()
-    expected = (result.leaf_advantages + result.action_advantages)[leaves]
+    tree = tree_of(forest)
+    success, act = centred(tree.reward, tree), centred(action, tree)
+    np.testing.assert_allclose(result.leaf_advantages[leaves], [success[leaf] for leaf in leaves.tolist()], atol=1e-12)
+    np.testing.assert_allclose(result.action_advantages[leaves], [act[leaf] for leaf in leaves.tolist()], atol=1e-12)
+    expected = np.array([success[leaf] + act[leaf] for leaf in leaves.tolist()])
     np.testing.assert_allclose(advantages, np.where(mask, expected[:, None], 0.0), atol=1e-5)
     group = forest.group[leaves]
     for values in (result.leaf_advantages[leaves], result.action_advantages[leaves]):

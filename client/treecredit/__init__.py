@@ -16,8 +16,10 @@ from treecredit.errors import (Cancelled, DeadlineExceeded, FailedPrecondition, 
 from treecredit.forest import Forest
 from treecredit.packing import PackedForest
 from treecredit.results import DepthProfile, Preferences, PrefixSharing, ScoreResult
-from treecredit.structures import (CurriculumHistory, CurriculumPlan, Reflection, ReflectionResult, StepSimilarity,
-                                   StepSimilarityResult, ToolCalls, srl_batch)
+from treecredit.curriculum import CurriculumHistory, CurriculumPlan
+from treecredit.reflection import Reflection, ReflectionResult
+from treecredit.srl import StepSimilarity, StepSimilarityResult, srl_batch
+from treecredit.toolpo import ToolCalls
 from treecredit.shared_memory import SharedLogits, SharedMemoryRegion
 from treecredit.tokens import TokenStatsResult, TraceConfidence
 from treecredit.topology import Topology

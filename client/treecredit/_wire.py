@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection
+from typing import ClassVar
 
 import numpy as np
 
@@ -111,3 +112,18 @@ def decode_words(
         )
     return np.frombuffer(data, dtype=_NUMPY_OF[tensor.dtype]).reshape(shape)
 
+
+
+def decode_result(tensor: pb.Tensor, field: str, ndim: int = 1) -> np.ndarray:
+    """An array of a response: any integer, float or mask dtype, `ndim` dimensions (the server chose the type)."""
+    return decode(tensor, field, dtypes=(*INTEGER, *FLOAT, *MASK), ndim=ndim)
+
+
+class Results:
+    """A dataclass of response arrays, one per Tensor field of the same name; `NDIM` names those that are not 1-d."""
+
+    NDIM: ClassVar[dict[str, int]] = {}
+
+    @classmethod
+    def from_proto(cls, message):
+        return cls(**{f: decode_result(getattr(message, f), f, cls.NDIM.get(f, 1)) for f in cls.__dataclass_fields__})

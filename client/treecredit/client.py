@@ -12,8 +12,10 @@ from treecredit.forest import Forest
 from treecredit.packing import PackedForest, pack_options
 from treecredit.results import ScoreResult
 from treecredit.shared_memory import SharedMemoryRegion, register_request, regions_of
-from treecredit.structures import (CurriculumHistory, CurriculumPlan, Reflection, ReflectionResult, StepSimilarity,
-                                   ToolCalls, curriculum_request)
+from treecredit.curriculum import CurriculumHistory, CurriculumPlan, curriculum_request
+from treecredit.reflection import Reflection, ReflectionResult
+from treecredit.srl import StepSimilarity
+from treecredit.toolpo import ToolCalls
 from treecredit.tokens import TokenStatsResult, token_stats_call
 from treecredit.v1 import credit_pb2 as pb
 from treecredit.v1 import credit_pb2_grpc as pb_grpc

@@ -10,7 +10,7 @@ import numpy as np
 
 from treecredit import _wire
 from treecredit.forest import Forest
-from treecredit.structures import Reflection
+from treecredit.reflection import Reflection
 from treecredit.v1 import confidence_pb2 as pb
 
 METRICS = ("lowest", "bottom10", "tail", "mean")

@@ -9,15 +9,29 @@ import numpy as np
 
 from treecredit import _wire
 from treecredit.forest import Forest
-from treecredit.structures import ReflectionResult, StepSimilarityResult, ToolCalls, score_extras
+from treecredit.reflection import ReflectionResult
+from treecredit.srl import StepSimilarityResult
+from treecredit.toolpo import ToolCalls
 from treecredit.tokens import TraceConfidence
 from treecredit.topology import TrajectoryLayout
 from treecredit.v1 import credit_pb2 as pb
 
 
-def _array(tensor, field_name: str, ndim: int = 1) -> np.ndarray:
-    dtypes = (*_wire.INTEGER, *_wire.FLOAT)
-    return _wire.decode(tensor, field_name, dtypes=dtypes, ndim=ndim)
+def _array(tensor, field_name: str) -> np.ndarray:
+    return _wire.decode_result(tensor, field_name)
+
+
+def _score_extras(response: pb.ScoreResponse, tool_calls: ToolCalls | None) -> dict:
+    """The ScoreResult fields that ToolPO, SRL and the reflection reward add."""
+    extras = {}
+    if response.HasField("action_advantages"):
+        extras.update(action_advantages=_array(response.action_advantages, "action_advantages"),
+                      tool_call_mask=tool_calls.tool_call_mask)
+    if response.HasField("step_similarity"):
+        extras["step_similarity"] = StepSimilarityResult.from_proto(response.step_similarity)
+    if response.HasField("reflection"):
+        extras["reflection"] = ReflectionResult.from_proto(response.reflection)
+    return extras
 
 
 @dataclass(frozen=True)
@@ -83,7 +97,7 @@ class ScoreResult:
             preferences=Preferences(*(_array(getattr(prefs, f.name), f.name) for f in fields(Preferences))),
             depth_profile=DepthProfile(*(_array(getattr(profile, f), f) for f in DepthProfile._fields)),
             sharing=PrefixSharing(*(getattr(response.sharing, f) for f in PrefixSharing._fields)),
-            **score_extras(response, tool_calls),
+            **_score_extras(response, tool_calls),
             trace_confidence=(TraceConfidence.from_proto(response.trace_confidence)
                               if response.HasField("trace_confidence") else None),
             estimator=estimator,

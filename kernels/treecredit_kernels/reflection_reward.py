@@ -220,27 +220,3 @@ def _reflection_reward_triton(x, G, L, b, power, block_r=None, block_c=None) -> 
         num_warps=4,
     )
     return ReflectionReward(sigma, weights, reward, spread)
-
-
-def reflection_reward_reference(ell, rows, cols, baseline=None, *, power=1.0) -> ReflectionReward:
-    """Float64 reference, one query at a time with numpy (slow; for tests)."""
-    import numpy as np
-
-    x = np.asarray(ell, dtype=np.float64)
-    b = None if baseline is None else np.asarray(baseline, dtype=np.float64)
-    sig, wts, rew, spr = [], [], [], []
-    e0 = c0 = 0
-    for g, l in zip(np.asarray(rows).tolist(), np.asarray(cols).tolist()):
-        m = x[e0:e0 + g * l].reshape(g, l)
-        l0 = np.zeros(l) if b is None else b[c0:c0 + l]
-        s = m.std(axis=0) if g > 0 else np.zeros(l)
-        sp = s ** power
-        w = sp / sp.sum() if sp.sum() > 0 else np.full(l, 1.0 / l) if l else np.zeros(0)
-        sig.append(s)
-        wts.append(w)
-        rew.append((m - l0[None, :]) @ w if l else np.zeros(g))
-        spr.append(s.max() if l else 0.0)
-        e0 += g * l
-        c0 += l
-    cat = lambda a: torch.from_numpy(np.concatenate(a) if a else np.zeros(0))  # noqa: E731
-    return ReflectionReward(cat(sig), cat(wts), cat(rew), torch.tensor(spr, dtype=torch.float64))

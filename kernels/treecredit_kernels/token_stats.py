@@ -212,8 +212,9 @@ def _next_pow2(n: int) -> int:
 
 
 def _token_stats_triton(
-    logits: torch.Tensor, ids: torch.Tensor, k_eff: int, temperature: float
+    logits: torch.Tensor, ids: torch.Tensor, k_eff: int, temperature: float, block_v: int | None = None
 ) -> TokenStats:
+    """Triton path of `token_stats`; `block_v` (a power of two >= K_PAD) overrides the vocabulary tile."""
     global _kernel
     if _kernel is None:
         _kernel = _build_kernel()
@@ -227,39 +228,14 @@ def _token_stats_triton(
     conf = torch.empty_like(lp)
     lse = torch.empty_like(lp)
     k_pad = max(2, _next_pow2(k_eff))
-    if backend.interpreting():
-        block_v, warps = min(_next_pow2(V), 1 << 15), 4  # few, large tiles: the interpreter is slow
-    else:
-        block_v, warps = min(_next_pow2(V), 4096), 8
-    block_v = max(block_v, k_pad)
+    warps = 4 if backend.interpreting() else 8
+    if block_v is None:  # few, large tiles in the interpreter: it is slow
+        block_v = max(min(_next_pow2(V), 1 << 15 if backend.interpreting() else 4096), k_pad)
+    elif block_v < k_pad or block_v & (block_v - 1):
+        raise ValueError(f"block_v must be a power of two >= {k_pad}, got {block_v}")
     _kernel[(T,)](
         logits, ids, lp, ent, conf, lse,
         V, logits.stride(0), temperature, k_eff,
         BLOCK_V=block_v, K_PAD=k_pad, num_warps=warps,
     )
     return TokenStats(lp, ent, conf, lse)
-
-
-# --------------------------------------------------------------------------- reference
-
-
-def token_stats_reference(
-    logits: torch.Tensor, ids: torch.Tensor, *, k: int = 20, temperature: float = 1.0
-) -> TokenStats:
-    """Float64 reference, row by row and straight from the definitions (slow; for tests)."""
-    T, V = logits.shape
-    out = torch.zeros(4, T, dtype=torch.float64)
-    for r in range(T):
-        z = logits[r].double().cpu() / temperature
-        finite = z[z > float("-inf")]
-        if finite.numel() == 0:
-            out[:, r] = torch.tensor([float("-inf"), 0.0, 0.0, float("-inf")], dtype=torch.float64)
-            continue
-        lse = torch.logsumexp(z, 0)
-        p = torch.softmax(z, 0)
-        ent = -torch.special.xlogy(p, p).sum()
-        kk = min(k, finite.numel())
-        conf = lse - torch.sort(finite, descending=True).values[:kk].mean()
-        y = int(ids[r])
-        out[:, r] = torch.stack([z[y] - lse, ent, conf, lse])
-    return TokenStats(out[0], out[1], out[2], out[3])

@@ -100,7 +100,8 @@ def _build_kernel():
     return _topk_confidence_kernel
 
 
-def _topk_confidence_triton(x: torch.Tensor) -> TopkConfidence:
+def _topk_confidence_triton(x: torch.Tensor, block_t: int | None = None) -> TopkConfidence:
+    """Triton path of `topk_confidence`; `block_t` (a power of two) overrides the rows per tile."""
     import triton
 
     global _kernel
@@ -112,26 +113,9 @@ def _topk_confidence_triton(x: torch.Tensor) -> TopkConfidence:
     conf = torch.empty(T, dtype=torch.float32, device=x.device)
     ent = torch.empty_like(conf)
     k_pad = triton.next_power_of_2(k)
-    block_t = max(1, min(triton.next_power_of_2(T), 4096 // k_pad))
-    if backend.interpreting():
-        block_t = max(1, min(triton.next_power_of_2(T), 65536 // k_pad))
+    if block_t is None:  # few, large tiles in the interpreter
+        block_t = max(1, min(triton.next_power_of_2(T), (65536 if backend.interpreting() else 4096) // k_pad))
     _kernel[(triton.cdiv(T, block_t),)](
         x, conf, ent, T, k, x.stride(0), BLOCK_T=block_t, K_PAD=k_pad, num_warps=4
     )
-    return TopkConfidence(conf, ent)
-
-
-def topk_confidence_reference(topk_logprobs: torch.Tensor) -> TopkConfidence:
-    """Float64 reference, row by row from the definitions (slow; for tests)."""
-    T = topk_logprobs.shape[0]
-    conf = torch.zeros(T, dtype=torch.float64)
-    ent = torch.zeros(T, dtype=torch.float64)
-    for r in range(T):
-        l = topk_logprobs[r].double().cpu()
-        l = l[l > float("-inf")]
-        if l.numel() == 0:
-            continue
-        conf[r] = -l.mean()
-        q = torch.softmax(l, 0)
-        ent[r] = -torch.special.xlogy(q, q).sum()
     return TopkConfidence(conf, ent)

@@ -17,6 +17,9 @@ tail W_tail: G_i = mean(c_{i-W+1..i}) for i >= W (one group, the mean of all c, 
 Outputs: ``lowest, bottom10, tail, mean`` float64 [P] (all arithmetic is float64: prefix sums
 over long paths keep their precision), ``num_tokens`` int64 [P] (= T).
 
+``path_window_means`` gives the same windows per token instead of per trajectory: the mean of the last
+min(W, p + 1) values of the path ending at each value (G where the window is full), float64 [U].
+
 Method and cost (U unique tokens, N nodes, D the depth of the deepest node):
 
 - Along-path token positions and path-prefix sums per node by pointer doubling over the parent
@@ -93,6 +96,65 @@ def _deepest_at_or_before(node, j, start, up):
     return torch.where(need, up[0][a], a)
 
 
+class _Paths(NamedTuple):
+    """A forest's flat values laid out along its root-to-node paths (N nodes, U values)."""
+
+    off: torch.Tensor    # int64 [N+1], node n holds values [off[n], off[n+1])
+    ln: torch.Tensor     # int64 [N], values per node
+    C: torch.Tensor      # float64 [U+1], flat prefix sums
+    nsum: torch.Tensor   # float64 [N], each node's sum
+    up: list[torch.Tensor]
+    start: torch.Tensor  # int64 [N], path position of each node's first value
+    base: torch.Tensor   # float64 [N], path prefix sum before each node
+
+    def prefix(self, node: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
+        """Sum of the first j values of the path to `node` (0 <= j <= its path length)."""
+        a = _deepest_at_or_before(node, j, self.start, self.up)
+        o = self.off[a]
+        return self.base[a] + self.C[o + (j - self.start[a])] - self.C[o]
+
+
+def _paths(confidence: torch.Tensor, node_offsets: torch.Tensor, parent: torch.Tensor) -> _Paths:
+    """Check the flat layout (ValueError) and compute the path bookkeeping by pointer doubling."""
+    dev = confidence.device
+    c = confidence.reshape(-1).to(torch.float64)
+    off = node_offsets.reshape(-1).to(device=dev, dtype=torch.int64)
+    par = parent.reshape(-1).to(device=dev, dtype=torch.int64)
+    N, U = par.numel(), c.numel()
+    if off.numel() != N + 1:
+        raise ValueError(f"node_offsets must have N+1={N + 1} entries, got {off.numel()}")
+    if int(off[0]) != 0 or int(off[-1]) != U or bool((off[1:] < off[:-1]).any()):
+        raise ValueError("node_offsets must start at 0, be non-decreasing and end at len(confidence)")
+    if N and bool(((par >= torch.arange(N, device=dev)) | (par < -1)).any()):
+        raise ValueError("parent must satisfy -1 <= parent[i] < i")
+    ln = off[1:] - off[:-1]
+    C = torch.zeros(U + 1, dtype=torch.float64, device=dev)
+    torch.cumsum(c, 0, out=C[1:])
+    nsum = C[off[1:]] - C[off[:-1]]
+    up = _ancestor_table(par)
+    start = _path_reduce(ln, up, torch.add) - ln
+    base = _path_reduce(nsum, up, torch.add) - nsum
+    return _Paths(off, ln, C, nsum, up, start, base)
+
+
+def _path_groups(paths: _Paths, W: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``window_groups`` over the paths: G [U] (+inf where the window is not full) and its per-node min [N]."""
+    dev = paths.C.device
+    start, ln = paths.start, paths.ln
+    N = ln.numel()
+    # Values whose (full) window starts before their node: local index k in [k0, k1) of node n.
+    # Their path prefix value at the window start lies in an ancestor: binary lifting, in torch.
+    k0 = (W - 1 - start).clamp(min=0)
+    k1 = ln.clamp(max=W - 1)
+    cnt = (k1 - k0).clamp(min=0)
+    far_off = torch.cumsum(cnt, 0) - cnt
+    F = int(cnt.sum())
+    fnode = torch.repeat_interleave(torch.arange(N, device=dev), cnt)
+    fk = torch.arange(F, device=dev) - far_off[fnode] + k0[fnode]
+    far = paths.prefix(fnode, start[fnode] + fk + 1 - W)
+    return window_groups(paths.C, paths.off, paths.base, start, far, far_off, W)
+
+
 def tree_window_confidence(
     confidence: torch.Tensor,
     node_offsets: torch.Tensor,
@@ -105,18 +167,12 @@ def tree_window_confidence(
     """Per-trajectory DeepConf confidences over a forest; see the module doc."""
     if window < 1 or tail < 1:
         raise ValueError(f"window and tail must be >= 1, got {window}, {tail}")
-    dev = confidence.device
-    c = confidence.reshape(-1).to(torch.float64)
-    off = node_offsets.reshape(-1).to(device=dev, dtype=torch.int64)
-    par = parent.reshape(-1).to(device=dev, dtype=torch.int64)
+    paths = _paths(confidence, node_offsets, parent)
+    dev = paths.C.device
+    par = paths.up[0]
+    N = par.numel()
     lv = leaves.reshape(-1).to(device=dev, dtype=torch.int64)
-    N, U, P = par.numel(), c.numel(), lv.numel()
-    if off.numel() != N + 1:
-        raise ValueError(f"node_offsets must have N+1={N + 1} entries, got {off.numel()}")
-    if int(off[0]) != 0 or int(off[-1]) != U or bool((off[1:] < off[:-1]).any()):
-        raise ValueError("node_offsets must start at 0, be non-decreasing and end at len(confidence)")
-    if N and bool(((par >= torch.arange(N, device=dev)) | (par < -1)).any()):
-        raise ValueError("parent must satisfy -1 <= parent[i] < i")
+    P = lv.numel()
     if P and bool(((lv < 0) | (lv >= N)).any()):
         raise ValueError("leaves must index nodes")
 
@@ -125,42 +181,19 @@ def tree_window_confidence(
         return WindowConfidence(nan, nan.clone(), nan.clone(), nan.clone(),
                                 torch.zeros(0, dtype=torch.int64, device=dev))
     W, Wt = int(window), int(tail)
-    ln = off[1:] - off[:-1]
-    C = torch.zeros(U + 1, dtype=torch.float64, device=dev)
-    torch.cumsum(c, 0, out=C[1:])
-    nsum = C[off[1:]] - C[off[:-1]]
-    up = _ancestor_table(par)
-    start = _path_reduce(ln, up, torch.add) - ln  # path position of each node's first token
-    base = _path_reduce(nsum, up, torch.add) - nsum  # path prefix sum before each node
-
-    def pfx(node, j):
-        a = _deepest_at_or_before(node, j, start, up)
-        o = off[a]
-        return base[a] + C[o + (j - start[a])] - C[o]
-
-    # Tokens whose (full) window starts before their node: local index k in [k0, k1) of node n.
-    # Their path prefix value at the window start lies in an ancestor: binary lifting, in torch.
-    k0 = (W - 1 - start).clamp(min=0)
-    k1 = ln.clamp(max=W - 1)
-    cnt = (k1 - k0).clamp(min=0)
-    far_off = torch.cumsum(cnt, 0) - cnt
-    F = int(cnt.sum())
-    fnode = torch.repeat_interleave(torch.arange(N, device=dev), cnt)
-    fk = torch.arange(F, device=dev) - far_off[fnode] + k0[fnode]
-    far = pfx(fnode, start[fnode] + fk + 1 - W)
-
+    off, ln, start = paths.off, paths.ln, paths.start
     # Per unique token: the group confidence (inf where the window is not full), and per node
     # the min of G over its tokens.
-    G, node_min = window_groups(C, off, base, start, far, far_off, W)
-    path_min = _path_reduce(node_min, up, torch.minimum)
+    G, node_min = _path_groups(paths, W)
+    path_min = _path_reduce(node_min, paths.up, torch.minimum)
 
     T = start[lv] + ln[lv]
-    total = base[lv] + nsum[lv]
+    total = paths.base[lv] + paths.nsum[lv]
     Tf = T.to(torch.float64)
     has = T > 0
     mean = torch.where(has, total / Tf.clamp(min=1), nan)
     nt = torch.clamp(T, max=Wt)
-    tail_v = torch.where(has, (total - pfx(lv, T - nt)) / nt.clamp(min=1).to(torch.float64), nan)
+    tail_v = torch.where(has, (total - paths.prefix(lv, T - nt)) / nt.clamp(min=1).to(torch.float64), nan)
     full = T >= W
     lowest = torch.where(full, path_min[lv], mean)
 
@@ -169,6 +202,24 @@ def tree_window_confidence(
     if bool(full.any()):
         bottom[full] = _bottom10(G, off, ln, start, par, lv[full], ngroups[full], W)
     return WindowConfidence(lowest, bottom, tail_v, mean, T)
+
+
+def path_window_means(
+    confidence: torch.Tensor, node_offsets: torch.Tensor, parent: torch.Tensor, *, window: int = 2048
+) -> torch.Tensor:
+    """float64 [U]: for the value at path position p (0-based) of its node's path, the mean of the last
+    min(window, p + 1) values of that path ending at it (the window crosses node boundaries). Inputs as in
+    `tree_window_confidence`; full windows are the G of its module doc."""
+    if window < 1:
+        raise ValueError(f"window must be >= 1, got {window}")
+    paths = _paths(confidence, node_offsets, parent)
+    G, _ = _path_groups(paths, int(window))
+    U, N = paths.C.numel() - 1, paths.ln.numel()
+    node = torch.repeat_interleave(torch.arange(N, device=paths.C.device), paths.ln)
+    t = torch.arange(U, device=paths.C.device)
+    seen = paths.start[node] + (t - paths.off[node]) + 1  # values on the path up to and including t
+    running = (paths.base[node] + paths.C[t + 1] - paths.C[paths.off[node]]) / seen.to(torch.float64)
+    return torch.where(seen >= window, G, running)
 
 
 # --------------------------------------------------------------------------- per-token pass
@@ -343,32 +394,3 @@ def _bottom10_chunk(G, off, ln, start, par, lv, ngroups, W) -> torch.Tensor:
     take = rank < m[tr]
     s = torch.zeros(P, dtype=torch.float64, device=dev).index_add_(0, tr[take], g[take])
     return s / m.to(torch.float64)
-
-
-def tree_window_confidence_reference(confidence, node_offsets, parent, leaves, *, window=2048, tail=2048):
-    """Float64 reference that materialises every trajectory (slow; for tests)."""
-    import numpy as np
-
-    c = np.asarray(confidence, dtype=np.float64)
-    off = np.asarray(node_offsets, dtype=np.int64)
-    par = np.asarray(parent, dtype=np.int64)
-    rows = []
-    for leaf in np.asarray(leaves, dtype=np.int64):
-        path, n = [], int(leaf)
-        while n >= 0:
-            path.append(n)
-            n = int(par[n])
-        x = np.concatenate([c[off[n]:off[n + 1]] for n in reversed(path)])
-        T = len(x)
-        if T == 0:
-            rows.append((np.nan,) * 4 + (0,))
-            continue
-        if T < window:
-            groups = np.array([x.mean()])
-        else:
-            groups = np.array([x[i - window:i].sum() / window for i in range(window, T + 1)])
-        m = max(1, int(np.floor(0.1 * len(groups))))
-        rows.append((groups.min(), np.sort(groups)[:m].mean(), x[T - min(T, tail):].mean(), x.mean(), T))
-    a = np.array(rows, dtype=np.float64).reshape(-1, 5)
-    return WindowConfidence(*(torch.from_numpy(a[:, i].copy()) for i in range(4)),
-                            torch.from_numpy(a[:, 4].astype(np.int64)))

@@ -1,22 +1,18 @@
 """Prometheus metrics, served over HTTP on their own port (`--metrics-port`).
 
 RPC metrics are recorded in one place, the `service.unary` wrapper, through `call_started` and
-`call_finished`. Streaming RPCs track their open sessions with
-
-    with metrics.SESSIONS_OPEN.track_inprogress():
-        ...  # the stream's lifetime
-
-and count the forests they process with `count_forests(method, request)`.
+`call_finished`. A call notes each forest its decoding produced with `forest_decoded(forest)`; its nodes and
+tokens count as processed when the call ends OK. The notes live in a context variable that `call_started` sets,
+so calls to `forest_decoded` on a compute thread need the call's context (`contextvars.copy_context().run`).
 """
 
 from __future__ import annotations
 
-import numpy as np
+from contextvars import ContextVar
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, start_http_server
 
-from treecredit import _wire
-from treecredit.errors import RequestError
-from treecredit.v1 import forest_pb2
+from treecredit_server.compute.forest import ForestArrays
 
 REGISTRY = CollectorRegistry()
 ProcessCollector(registry=REGISTRY)
@@ -47,36 +43,28 @@ def serve(host: str, port: int) -> int | None:
     return http_server.server_port
 
 
+# (nodes, tokens) of each forest the current call decoded.
+_decoded: ContextVar[list[tuple[int, int]] | None] = ContextVar("treecredit_decoded_forests", default=None)
+
+
 def call_started(method: str) -> None:
     IN_FLIGHT.labels(method).inc()
+    _decoded.set([])
 
 
-def call_finished(method: str, status: str, seconds: float, request) -> None:
+def forest_decoded(forest: ForestArrays) -> None:
+    """Note a forest that the current call's decoding produced."""
+    decoded = _decoded.get()
+    if decoded is not None:
+        decoded.append((forest.num_nodes, int(forest.num_tokens.sum())))
+
+
+def call_finished(method: str, status: str, seconds: float) -> None:
     """Record a finished call; its forests count as processed only when `status` is OK."""
     IN_FLIGHT.labels(method).dec()
     REQUESTS.labels(method, status).inc()
     LATENCY.labels(method).observe(seconds)
     if status == "OK":
-        count_forests(method, request)
-
-
-def count_forests(method: str, request) -> None:
-    """Add the nodes and tokens of every `Forest` field of `request` (a protobuf message) to the counters."""
-    for field, value in request.ListFields():
-        if field.message_type is forest_pb2.Forest.DESCRIPTOR:
-            for forest in value if field.is_repeated else (value,):
-                nodes, tokens = forest_size(forest)
-                NODES.labels(method).inc(nodes)
-                TOKENS.labels(method).inc(tokens)
-
-
-def forest_size(forest: forest_pb2.Forest) -> tuple[int, int]:
-    """(N, T) of a forest that has passed validation: its nodes and the sum of its `num_tokens`."""
-    nodes = forest.parent.shape[0] if forest.parent.shape else 0
-    if not forest.HasField("num_tokens"):
-        return nodes, 0
-    try:
-        num_tokens = _wire.decode(forest.num_tokens, "num_tokens", dtypes=_wire.INTEGER, ndim=1)
-    except RequestError:
-        return nodes, 0
-    return nodes, int(np.sum(num_tokens, dtype=np.int64))
+        for nodes, tokens in _decoded.get() or ():
+            NODES.labels(method).inc(nodes)
+            TOKENS.labels(method).inc(tokens)

@@ -1,12 +1,15 @@
-"""The gRPC layer: each RPC decodes, hands arrays to the compute layer off the event loop, encodes.
+"""The gRPC layer: each RPC reads straight down, off the event loop: one decode that validates every field, one
+compute call, one encode.
 
-No math lives here. Errors the compute layer raises (`treecredit.errors`) become gRPC statuses.
+No math lives here. Request errors (`treecredit.errors`, raised by decoding and by Watch sessions) become gRPC
+statuses.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import time
 import uuid
@@ -18,16 +21,17 @@ from treecredit.errors import FIELD_KEY, REQUEST_ID_KEY, InvalidArgument, Reques
 from treecredit.v1 import confidence_pb2 as cpb
 from treecredit.v1 import credit_pb2 as pb
 from treecredit.v1 import credit_pb2_grpc as pb_grpc
-from treecredit.v1 import structures_pb2 as spb
+from treecredit.v1 import curriculum_pb2 as cupb
+from treecredit.v1 import reflection_pb2 as rpb
 from treecredit.v1 import tokens_pb2 as tpb
 from treecredit_server import log, metrics, shared_memory
 from treecredit_server.codec import confidence as confidence_codec
+from treecredit_server.codec import curriculum as curriculum_codec
 from treecredit_server.codec import packing as packing_codec
+from treecredit_server.codec import reflection as reflection_codec
 from treecredit_server.codec import score as score_codec
-from treecredit_server.codec import structures as structures_codec
 from treecredit_server.codec import tokens as tokens_codec
-from treecredit_server.compute import credit, curriculum, filtering, forks, packing, reflection, structured, tokens
-from treecredit_server.compute import trace_confidence, watch
+from treecredit_server.compute import curriculum, filtering, forks, packing, reflection, score, tokens, watch
 from treecredit_server.parsing import MalformedRequest
 from treecredit_server.config import Settings
 
@@ -74,7 +78,7 @@ def unary(handler):
                 duration_ms=round(1000 * (time.perf_counter() - started), 3),
                 status=status.name,
             )
-            metrics.call_finished(handler.__name__, status.name, time.perf_counter() - started, request)
+            metrics.call_finished(handler.__name__, status.name, time.perf_counter() - started)
 
     return call
 
@@ -142,7 +146,8 @@ class CreditService(pb_grpc.CreditServiceServicer):
         self._watch_idle_seconds = settings.watch_idle_seconds
         self._shared_memory = shared_memory.SharedMemoryRegistry(settings.max_shared_memory_regions,
                                                                  settings.max_shared_memory_mb << 20)
-        self._compute_stats = functools.partial(tokens.compute, device=tokens.check_device(settings.device))
+        self._compute_stats = functools.partial(tokens.compute, device=tokens.check_device(settings.device),
+                                                shared_memory=self._shared_memory)
 
     def shutdown(self) -> None:
         """Wait for the computations in flight, then free the threads."""
@@ -150,51 +155,44 @@ class CreditService(pb_grpc.CreditServiceServicer):
         self._sessions.shutdown(wait=True)
 
     async def _off_loop(self, function, *args, executor: Executor | None = None):
-        return await asyncio.get_running_loop().run_in_executor(executor or self._compute, function, *args)
+        """`function(*args)` on a thread, in the call's context (its metrics notes)."""
+        call = functools.partial(contextvars.copy_context().run, function, *args)
+        return await asyncio.get_running_loop().run_in_executor(executor or self._compute, call)
 
     @unary
     async def Score(self, request: pb.ScoreRequest, context) -> pb.ScoreResponse:
         return await self._off_loop(self._score, request)
 
     def _score(self, request: pb.ScoreRequest) -> pb.ScoreResponse:
-        forest = score_codec.decode_forest(request.forest, self._limits)
-        estimator = score_codec.decode_estimator(request.estimator)
-        options = score_codec.decode_score_options(request.options)
-        trace_options = tokens_codec.decode_trace_options(request.options)
-        inputs = structures_codec.decode_score_inputs(request, forest, estimator, self._limits)
-        prepared = structured.prepare(forest, estimator, inputs, normalize_std=options["normalize_std"])
-        result = credit.score(prepared.forest, estimator, **options, max_sibling_pairs=self._limits.max_sibling_pairs,
-                              leaf_advantage=prepared.leaf_advantage)
-        response = structures_codec.encode_score_extras(score_codec.encode_credit(result, estimator), prepared)
-        trace = trace_confidence.score_trace_confidence(forest, **trace_options)
-        return tokens_codec.add_trace_confidence(response, trace)
+        inputs = score_codec.decode_score(request, self._limits)
+        metrics.forest_decoded(inputs.forest)
+        return score_codec.encode_score(score.score(inputs))
 
     @unary
     async def Pack(self, request: pb.PackRequest, context) -> pb.PackResponse:
         return await self._off_loop(self._pack, request)
 
     def _pack(self, request: pb.PackRequest):
-        decoded = packing_codec.decode_pack(request, self._limits)
-        weights, layout = packing.pack(decoded.forest, decoded.estimator, decoded.inputs, decoded.packing,
-                                       normalize_std=decoded.normalize_std, sibling_std=decoded.sibling_std,
-                                       max_tokens=self._limits.max_tokens)
-        return packing_codec.encode_pack(weights, layout)
+        inputs = packing_codec.decode_pack(request, self._limits)
+        metrics.forest_decoded(inputs.score.forest)
+        return packing_codec.encode_pack(packing.pack(inputs))
 
     @unary
-    async def Reflect(self, request: spb.ReflectRequest, context) -> spb.ReflectResponse:
+    async def Reflect(self, request: rpb.ReflectRequest, context) -> rpb.ReflectResponse:
         return await self._off_loop(self._reflect, request)
 
-    def _reflect(self, request: spb.ReflectRequest) -> spb.ReflectResponse:
-        arguments = structures_codec.decode_reflect(request, self._limits)
-        return structures_codec.encode_reflection(reflection.reflect(**arguments))
+    def _reflect(self, request: rpb.ReflectRequest) -> rpb.ReflectResponse:
+        queries = reflection_codec.decode_reflect(request, self._limits)
+        return reflection_codec.encode_reflection(reflection.reflect(**queries))
 
     @unary
-    async def Curriculum(self, request: spb.CurriculumRequest, context) -> spb.CurriculumResponse:
+    async def Curriculum(self, request: cupb.CurriculumRequest, context) -> cupb.CurriculumResponse:
         return await self._off_loop(self._curriculum, request)
 
-    def _curriculum(self, request: spb.CurriculumRequest) -> spb.CurriculumResponse:
-        forest, trunk_end, options = structures_codec.decode_curriculum(request, self._limits)
-        return structures_codec.encode_plan(curriculum.plan(forest, trunk_end, **options))
+    def _curriculum(self, request: cupb.CurriculumRequest) -> cupb.CurriculumResponse:
+        forest, trunk_end, options = curriculum_codec.decode_curriculum(request, self._limits)
+        metrics.forest_decoded(forest)
+        return curriculum_codec.encode_plan(curriculum.plan(forest, trunk_end, **options))
 
     @unary
     async def Filter(self, request: cpb.FilterRequest, context) -> cpb.FilterResponse:
@@ -202,6 +200,7 @@ class CreditService(pb_grpc.CreditServiceServicer):
 
     def _filter(self, request: cpb.FilterRequest) -> cpb.FilterResponse:
         forest, options = confidence_codec.decode_filter(request, self._limits)
+        metrics.forest_decoded(forest)
         return confidence_codec.encode_filter(filtering.filter_forest(forest, **options))
 
     @unary
@@ -210,6 +209,7 @@ class CreditService(pb_grpc.CreditServiceServicer):
 
     def _suggest_forks(self, request: cpb.SuggestForksRequest) -> cpb.SuggestForksResponse:
         forest, options = confidence_codec.decode_forks(request, self._limits)
+        metrics.forest_decoded(forest)
         return confidence_codec.encode_forks(forks.suggest_forks(forest, **options))
 
     @stream
@@ -259,23 +259,16 @@ class CreditService(pb_grpc.CreditServiceServicer):
                       ended=ended, **session.verdict_counts())
 
     def _watch_step(self, session: watch.WatchSession, request: cpb.WatchRequest) -> cpb.WatchResponse:
-        decisions = session.opened() if request.HasField("open") else watch.Decisions([])
-        for j, start in enumerate(request.starts):
-            parent = start.parent if start.HasField("parent") else None
-            decisions.add(session.start(start.trajectory, parent, start.fork_offset, f"starts[{j}]"))
-        if request.HasField("chunk"):
-            decisions.add(session.chunk(confidence_codec.decode_chunk(request.chunk, self._limits)))
-        for j, finish in enumerate(request.finishes):
-            answer = finish.answer if finish.HasField("answer") else None
-            decisions.add(session.finish(finish.trajectory, answer, f"finishes[{j}]"))
-        return confidence_codec.encode_decisions(decisions)
+        step = confidence_codec.decode_watch_step(request, self._limits)
+        return confidence_codec.encode_decisions(session.apply(step))
 
     @unary
     async def TokenStats(self, request: tpb.TokenStatsRequest, context) -> tpb.TokenStatsResponse:
         return await self._off_loop(self._token_stats, request)
 
     def _token_stats(self, request: tpb.TokenStatsRequest) -> tpb.TokenStatsResponse:
-        return tokens_codec.token_stats(request, self._limits, self._shared_memory, self._compute_stats)
+        job = tokens_codec.decode_token_stats(request, self._limits)
+        return tokens_codec.encode_stats(self._compute_stats(job))
 
     @client_stream
     async def TokenStatsStream(self, chunks, context) -> tpb.TokenStatsResponse:

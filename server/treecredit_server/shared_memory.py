@@ -108,11 +108,13 @@ class SharedMemoryRegistry:
             raise FailedPrecondition(field, f"no shared-memory region named {name!r} is registered")
         return self._regions[name]
 
-    def read(self, name: str, offset: int, byte_size: int, field: str, use: Callable[[memoryview], T]) -> T:
+    def read(self, name: str, offset: int, byte_size: int, field: str, use: Callable[[memoryview], T], *,
+             alignment: int = 1) -> T:
         """`use(bytes [offset, offset + byte_size) of region name)`, the region mapped for the duration of the call.
 
         FailedPrecondition (naming `field`.region) when the region is not registered or its object is gone or
-        shrunk; InvalidArgument (naming `field`.offset or .shape) when the bytes lie outside the region.
+        shrunk; InvalidArgument (naming `field`.offset or .shape) when the bytes lie outside the region or do not
+        start a multiple of `alignment` bytes into the object (numpy views of them would be misaligned).
         """
         with self._lock:
             region = self._region(name, f"{field}.region")
@@ -122,6 +124,9 @@ class SharedMemoryRegistry:
         if offset + byte_size > region.byte_size:
             raise InvalidArgument(f"{field}.shape", f"needs bytes [{offset}, {offset + byte_size}) but region "
                                                     f"{name!r} holds {region.byte_size}")
+        if (region.offset + offset) % alignment:
+            raise InvalidArgument(f"{field}.offset", f"the data must start a multiple of {alignment} bytes into the "
+                                                     "shared-memory object (region offset + offset)")
         memory = _attach(region.key, f"{field}.region")
         start = region.offset + offset
         try:

@@ -219,7 +219,7 @@ def valid_request(name: str, rng: np.random.Generator):
     from forests import random_forest
     from treecredit.client import pack_request, score_request
     from treecredit.confidence import filter_request, forks_request
-    from treecredit.structures import curriculum_request
+    from treecredit.curriculum import curriculum_request
     from treecredit.tokens import token_stats_call
     from treecredit.v1 import tokens_pb2
 

@@ -7,7 +7,29 @@ import pytest
 import torch
 
 from treecredit_kernels import reflection_reward
-from treecredit_kernels.reflection_reward import reflection_reward_reference
+from treecredit_kernels.reflection_reward import ReflectionReward
+
+
+def reflection_reward_reference(ell, rows, cols, baseline=None, *, power=1.0) -> ReflectionReward:
+    """Float64, one query at a time with numpy (ALGORITHMS.md section 7)."""
+    x = np.asarray(ell, dtype=np.float64)
+    b = None if baseline is None else np.asarray(baseline, dtype=np.float64)
+    sig, wts, rew, spr = [], [], [], []
+    e0 = c0 = 0
+    for g, l in zip(np.asarray(rows).tolist(), np.asarray(cols).tolist()):
+        m = x[e0:e0 + g * l].reshape(g, l)
+        l0 = np.zeros(l) if b is None else b[c0:c0 + l]
+        s = m.std(axis=0) if g > 0 else np.zeros(l)
+        sp = s ** power
+        w = sp / sp.sum() if sp.sum() > 0 else np.full(l, 1.0 / l) if l else np.zeros(0)
+        sig.append(s)
+        wts.append(w)
+        rew.append((m - l0[None, :]) @ w if l else np.zeros(g))
+        spr.append(s.max() if l else 0.0)
+        e0 += g * l
+        c0 += l
+    cat = lambda a: torch.from_numpy(np.concatenate(a) if a else np.zeros(0))  # noqa: E731
+    return ReflectionReward(cat(sig), cat(wts), cat(rew), torch.tensor(spr, dtype=torch.float64))
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -83,6 +105,7 @@ def test_kernel_matches_torch_path(monkeypatch, close, seed):
     G = rng.integers(0, 13, Q)
     L = rng.integers(0, 40, Q)
     G[0], L[1] = 0, 0
+    G[2], L[2] = 13, 40  # four row tiles of 4 and three column tiles of 16
     x = torch.from_numpy(rng.normal(size=int((G * L).sum())) * 2 - 3).to(dev)
     b = torch.from_numpy(rng.normal(size=int(L.sum()))).to(dev)
     Gt, Lt = torch.from_numpy(G).to(dev), torch.from_numpy(L).to(dev)
@@ -90,7 +113,7 @@ def test_kernel_matches_torch_path(monkeypatch, close, seed):
     for power in (1.0, 0.3):
         for base in (b, None):
             want = reflection_reward(x, Gt, Lt, base, power=power)
-            for blocks in ((4, 16), (None, None)):
+            for blocks in ((4, 16), (2, 16), (None, None)):
                 got = mod._reflection_reward_triton(x, Gt, Lt, base, power, *blocks)
                 for name in want._fields:
                     close(getattr(got, name), getattr(want, name), rtol=1e-13, atol=1e-13)

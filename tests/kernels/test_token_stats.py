@@ -6,9 +6,31 @@ import pytest
 import torch
 
 from treecredit_kernels import token_stats
-from treecredit_kernels.token_stats import token_stats_reference
+from treecredit_kernels.token_stats import TokenStats
 
 EPS32 = 2.0**-23
+
+
+def token_stats_reference(
+    logits: torch.Tensor, ids: torch.Tensor, *, k: int = 20, temperature: float = 1.0
+) -> TokenStats:
+    """Float64, row by row and straight from the definitions (ALGORITHMS.md section 4)."""
+    T, V = logits.shape
+    out = torch.zeros(4, T, dtype=torch.float64)
+    for r in range(T):
+        z = logits[r].double().cpu() / temperature
+        finite = z[z > float("-inf")]
+        if finite.numel() == 0:
+            out[:, r] = torch.tensor([float("-inf"), 0.0, 0.0, float("-inf")], dtype=torch.float64)
+            continue
+        lse = torch.logsumexp(z, 0)
+        p = torch.softmax(z, 0)
+        ent = -torch.special.xlogy(p, p).sum()
+        kk = min(k, finite.numel())
+        conf = lse - torch.sort(finite, descending=True).values[:kk].mean()
+        y = int(ids[r])
+        out[:, r] = torch.stack([z[y] - lse, ent, conf, lse])
+    return TokenStats(out[0], out[1], out[2], out[3])
 
 
 def make_logits(T, V, dtype, seed, *, scale=3.0, mask_frac=0.0, ties=False, extreme=False):
@@ -26,8 +48,8 @@ def make_logits(T, V, dtype, seed, *, scale=3.0, mask_frac=0.0, ties=False, extr
     return x.to(dtype), ids
 
 
-def check(close, logits, ids, k, temperature):
-    got = token_stats(logits, ids, k=k, temperature=temperature)
+def check(close, logits, ids, k, temperature, got=None):
+    got = token_stats(logits, ids, k=k, temperature=temperature) if got is None else got
     ref = token_stats_reference(logits.cpu(), ids.cpu(), k=k, temperature=temperature)
     z = logits.cpu().double() / temperature
     zmax = torch.where(torch.isinf(z), 0.0, z).abs().amax(-1) if z.numel() else torch.zeros(0)
@@ -123,3 +145,28 @@ def test_rejects_bad_arguments():
         token_stats(x, ids[:1])
     with pytest.raises(TypeError):
         token_stats(x.long(), ids)
+
+
+@pytest.mark.parametrize("block_v,k", [(64, 20), (32, 1), (64, 64), (128, 5)])
+def test_triton_over_many_vocabulary_tiles(close, device, block_v, k):
+    """The Triton kernel with a vocabulary tile much smaller than V: the running softmax is rescaled from
+    tile to tile and the running top-k merges each tile's candidates into the earlier ones."""
+    import sys
+
+    from conftest import triton_available
+
+    if not triton_available():
+        pytest.skip("triton path needs CUDA or TRITON_INTERPRET=1")
+    mod = sys.modules["treecredit_kernels.token_stats"]
+    V = 1000
+    assert V >= 3 * block_v
+    logits, ids = make_logits(7, V, torch.float32, block_v + k)
+    logits[0] = torch.linspace(-6, 6, V)  # each tile's max beats the last: every tile rescales, every tile merges
+    logits[1] = torch.linspace(6, -6, V)  # the top k all sit in the first tile; later tiles offer nothing
+    logits[2, : V - 40] = float("-inf")  # only the last tile is finite
+    logits[3] = torch.randint(-2, 3, (V,)).float()  # ties within and across tiles
+    logits[4, 1::2] = float("-inf")  # half of every tile masked
+    for dtype, tau in ((torch.float32, 1.0), (torch.bfloat16, 0.7)):
+        x, y = logits.to(dtype).to(device), ids.to(device)
+        got = mod._token_stats_triton(x, y, min(k, V), tau, block_v=block_v)
+        check(close, x, y, k, tau, got=got)

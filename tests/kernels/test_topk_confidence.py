@@ -6,7 +6,23 @@ import pytest
 import torch
 
 from treecredit_kernels import topk_confidence
-from treecredit_kernels.topk_confidence import topk_confidence_reference
+from treecredit_kernels.topk_confidence import TopkConfidence
+
+
+def topk_confidence_reference(topk_logprobs: torch.Tensor) -> TopkConfidence:
+    """Float64, row by row from the definitions (ALGORITHMS.md section 4); -inf entries are padding."""
+    T = topk_logprobs.shape[0]
+    conf = torch.zeros(T, dtype=torch.float64)
+    ent = torch.zeros(T, dtype=torch.float64)
+    for r in range(T):
+        l = topk_logprobs[r].double().cpu()
+        l = l[l > float("-inf")]
+        if l.numel() == 0:
+            continue
+        conf[r] = -l.mean()
+        q = torch.softmax(l, 0)
+        ent[r] = -torch.special.xlogy(q, q).sum()
+    return TopkConfidence(conf, ent)
 
 
 def make(T, k, dtype, seed, pad_frac=0.0):
@@ -48,3 +64,21 @@ def test_padding_and_edges(backend_name, device, close):
         got = topk_confidence(torch.zeros(shape, device=device))
         close(got.confidence, torch.zeros(shape[0]), rtol=0, atol=0)
         close(got.entropy_topk, torch.zeros(shape[0]), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("block_t", [1, 4, 16])
+def test_triton_over_many_row_tiles(close, device, block_t):
+    """The Triton kernel with row tiles much smaller than T (a partial last tile), padded rows included."""
+    import sys
+
+    from conftest import triton_available
+
+    if not triton_available():
+        pytest.skip("triton path needs CUDA or TRITON_INTERPRET=1")
+    mod = sys.modules["treecredit_kernels.topk_confidence"]
+    x = make(50, 20, torch.float32, 3 + block_t, pad_frac=0.5)
+    assert x.shape[0] >= 3 * block_t
+    got = mod._topk_confidence_triton(x.to(device), block_t=block_t)
+    ref = topk_confidence_reference(x)
+    close(got.confidence, ref.confidence, rtol=1e-5, atol=1e-6)
+    close(got.entropy_topk, ref.entropy_topk, rtol=1e-5, atol=1e-6)

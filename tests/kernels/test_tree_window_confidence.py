@@ -6,8 +6,35 @@ import numpy as np
 import pytest
 import torch
 
-from treecredit_kernels import tree_window_confidence
-from treecredit_kernels.tree_window_confidence import tree_window_confidence_reference
+from treecredit_kernels import path_window_means, tree_window_confidence
+from treecredit_kernels.tree_window_confidence import WindowConfidence
+
+
+def tree_window_confidence_reference(confidence, node_offsets, parent, leaves, *, window=2048, tail=2048):
+    """Float64, materialising every trajectory (ALGORITHMS.md section 5)."""
+    c = np.asarray(confidence, dtype=np.float64)
+    off = np.asarray(node_offsets, dtype=np.int64)
+    par = np.asarray(parent, dtype=np.int64)
+    rows = []
+    for leaf in np.asarray(leaves, dtype=np.int64):
+        path, n = [], int(leaf)
+        while n >= 0:
+            path.append(n)
+            n = int(par[n])
+        x = np.concatenate([c[off[n]:off[n + 1]] for n in reversed(path)])
+        T = len(x)
+        if T == 0:
+            rows.append((np.nan,) * 4 + (0,))
+            continue
+        if T < window:
+            groups = np.array([x.mean()])
+        else:
+            groups = np.array([x[i - window:i].sum() / window for i in range(window, T + 1)])
+        m = max(1, int(np.floor(0.1 * len(groups))))
+        rows.append((groups.min(), np.sort(groups)[:m].mean(), x[T - min(T, tail):].mean(), x.mean(), T))
+    a = np.array(rows, dtype=np.float64).reshape(-1, 5)
+    return WindowConfidence(*(torch.from_numpy(a[:, i].copy()) for i in range(4)),
+                            torch.from_numpy(a[:, 4].astype(np.int64)))
 
 
 def random_forest(rng, n_nodes, max_len, p_root=0.1, p_empty=0.2):
@@ -73,6 +100,54 @@ def test_empty_trajectories(backend_name, device, close):
     none = tree_window_confidence(torch.zeros(0), torch.zeros(1, dtype=torch.long),
                                   torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long))
     assert all(t.numel() == 0 for t in none)
+
+
+def path_window_means_reference(confidence, node_offsets, parent, *, window):
+    """Per value: the mean of the last min(window, p + 1) values of its path ending at it, path by path."""
+    c = np.asarray(confidence, dtype=np.float64)
+    out = np.full(len(c), np.nan)
+    for n in range(len(parent)):
+        path, m = [], n
+        while m >= 0:
+            path.append(m)
+            m = int(parent[m])
+        x = np.concatenate([c[node_offsets[m]:node_offsets[m + 1]] for m in reversed(path)])
+        own = node_offsets[n + 1] - node_offsets[n]
+        for k in range(own):
+            p = len(x) - own + k
+            out[node_offsets[n] + k] = x[max(0, p + 1 - window):p + 1].mean()
+    return torch.from_numpy(out)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_path_window_means(backend_name, device, close, seed):
+    rng = np.random.default_rng(40 + seed)
+    c, off, par, _ = random_forest(rng, int(rng.integers(1, 40)), int(rng.integers(0, 12)))
+    for W in (1, 3, int(rng.integers(4, 30)), 1000):
+        got = path_window_means(torch.from_numpy(c).to(device), torch.from_numpy(off), torch.from_numpy(par),
+                                window=W)
+        assert got.dtype == torch.float64
+        close(got, path_window_means_reference(c, off, par, window=W), rtol=1e-12, atol=1e-11)
+
+
+def test_over_many_tiles(monkeypatch, close):
+    """tree_window_confidence and path_window_means on the Triton kernel with tiles of 16 tokens."""
+    from treecredit_kernels import backend
+
+    if not (backend.interpreting() or torch.cuda.is_available()):
+        pytest.skip("needs CUDA or TRITON_INTERPRET=1")
+    mod = _twc_module()
+    real = mod._window_groups_triton
+    monkeypatch.setattr(mod, "_window_groups_triton", lambda *a: real(*a, block=16))
+    monkeypatch.setenv("TREECREDIT_BACKEND", "triton")
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    rng = np.random.default_rng(77)
+    c, off, par, leaves = random_forest(rng, 40, 12, p_root=0.05)
+    assert len(c) >= 3 * 16
+    for W in (2, 7, 40):
+        run(close, dev, c, off, par, leaves, W, 5)
+        got = path_window_means(torch.from_numpy(c).to(dev), torch.from_numpy(off), torch.from_numpy(par), window=W)
+        close(got, path_window_means_reference(c, off, par, window=W), rtol=1e-12, atol=1e-11)
 
 
 def test_bottom10_chunking(monkeypatch, close):
@@ -142,8 +217,9 @@ def test_window_groups_kernel_matches_torch(seed):
     rng = np.random.default_rng(100 + seed)
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     for W in (1, 2, int(rng.integers(3, 20)), 1000):
-        args = random_segments(rng, int(rng.integers(1, 40)), int(rng.integers(0, 70)), W)
+        args = random_segments(rng, int(rng.integers(30, 40)), int(rng.integers(20, 70)), W)
         args = tuple(a.to(dev) for a in args)
+        assert args[0].numel() - 1 >= 3 * 16  # three tiles of 16 or more
         want = mod._window_groups_torch(*args, W)
         for block in (16, None):  # several tiles: segment runs cut by tile edges
             got = mod._window_groups_triton(*args, W, block=block)

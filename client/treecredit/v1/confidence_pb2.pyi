@@ -1,5 +1,5 @@
 from treecredit.v1 import forest_pb2 as _forest_pb2
-from treecredit.v1 import structures_pb2 as _structures_pb2
+from treecredit.v1 import reflection_pb2 as _reflection_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -92,8 +92,8 @@ class FilterRequest(_message.Message):
     answer: _forest_pb2.Tensor
     answer_labels: _containers.RepeatedScalarFieldContainer[str]
     zero_variance: bool
-    reflection: _structures_pb2.ReflectRequest
-    def __init__(self, forest: _Optional[_Union[_forest_pb2.Forest, _Mapping]] = ..., metric: _Optional[_Union[ConfidenceMetric, str]] = ..., keep_percent: _Optional[float] = ..., window: _Optional[int] = ..., tail: _Optional[int] = ..., answer: _Optional[_Union[_forest_pb2.Tensor, _Mapping]] = ..., answer_labels: _Optional[_Iterable[str]] = ..., zero_variance: _Optional[bool] = ..., reflection: _Optional[_Union[_structures_pb2.ReflectRequest, _Mapping]] = ...) -> None: ...
+    reflection: _reflection_pb2.ReflectRequest
+    def __init__(self, forest: _Optional[_Union[_forest_pb2.Forest, _Mapping]] = ..., metric: _Optional[_Union[ConfidenceMetric, str]] = ..., keep_percent: _Optional[float] = ..., window: _Optional[int] = ..., tail: _Optional[int] = ..., answer: _Optional[_Union[_forest_pb2.Tensor, _Mapping]] = ..., answer_labels: _Optional[_Iterable[str]] = ..., zero_variance: _Optional[bool] = ..., reflection: _Optional[_Union[_reflection_pb2.ReflectRequest, _Mapping]] = ...) -> None: ...
 
 class FilterResponse(_message.Message):
     __slots__ = ("keep", "metric", "reason", "threshold", "query_keep", "query_reason", "zero_variance", "reflection_spread", "vote_answer", "vote_consensus", "votes_group", "votes_answer", "votes_weight")

@@ -1,5 +1,8 @@
 from treecredit.v1 import forest_pb2 as _forest_pb2
-from treecredit.v1 import structures_pb2 as _structures_pb2
+from treecredit.v1 import toolpo_pb2 as _toolpo_pb2
+from treecredit.v1 import srl_pb2 as _srl_pb2
+from treecredit.v1 import reflection_pb2 as _reflection_pb2
+from treecredit.v1 import curriculum_pb2 as _curriculum_pb2
 from treecredit.v1 import confidence_pb2 as _confidence_pb2
 from treecredit.v1 import tokens_pb2 as _tokens_pb2
 from treecredit.v1 import packing_pb2 as _packing_pb2
@@ -64,10 +67,10 @@ class ScoreRequest(_message.Message):
     forest: _forest_pb2.Forest
     estimator: Estimator
     options: ScoreOptions
-    tool_calls: _structures_pb2.ToolCalls
-    step_similarity: _structures_pb2.StepSimilarity
-    reflection: _structures_pb2.ReflectRequest
-    def __init__(self, forest: _Optional[_Union[_forest_pb2.Forest, _Mapping]] = ..., estimator: _Optional[_Union[Estimator, str]] = ..., options: _Optional[_Union[ScoreOptions, _Mapping]] = ..., tool_calls: _Optional[_Union[_structures_pb2.ToolCalls, _Mapping]] = ..., step_similarity: _Optional[_Union[_structures_pb2.StepSimilarity, _Mapping]] = ..., reflection: _Optional[_Union[_structures_pb2.ReflectRequest, _Mapping]] = ...) -> None: ...
+    tool_calls: _toolpo_pb2.ToolCalls
+    step_similarity: _srl_pb2.StepSimilarity
+    reflection: _reflection_pb2.ReflectRequest
+    def __init__(self, forest: _Optional[_Union[_forest_pb2.Forest, _Mapping]] = ..., estimator: _Optional[_Union[Estimator, str]] = ..., options: _Optional[_Union[ScoreOptions, _Mapping]] = ..., tool_calls: _Optional[_Union[_toolpo_pb2.ToolCalls, _Mapping]] = ..., step_similarity: _Optional[_Union[_srl_pb2.StepSimilarity, _Mapping]] = ..., reflection: _Optional[_Union[_reflection_pb2.ReflectRequest, _Mapping]] = ...) -> None: ...
 
 class PackRequest(_message.Message):
     __slots__ = ("score", "options")
@@ -134,7 +137,7 @@ class ScoreResponse(_message.Message):
     depth_profile: DepthProfile
     sharing: PrefixSharing
     action_advantages: _forest_pb2.Tensor
-    step_similarity: _structures_pb2.StepSimilarityResult
-    reflection: _structures_pb2.ReflectResponse
+    step_similarity: _srl_pb2.StepSimilarityResult
+    reflection: _reflection_pb2.ReflectResponse
     trace_confidence: _tokens_pb2.TraceConfidence
-    def __init__(self, scope: _Optional[_Union[AdvantageScope, str]] = ..., node_advantages: _Optional[_Union[_forest_pb2.Tensor, _Mapping]] = ..., leaf_advantages: _Optional[_Union[_forest_pb2.Tensor, _Mapping]] = ..., preferences: _Optional[_Union[Preferences, _Mapping]] = ..., depth_profile: _Optional[_Union[DepthProfile, _Mapping]] = ..., sharing: _Optional[_Union[PrefixSharing, _Mapping]] = ..., action_advantages: _Optional[_Union[_forest_pb2.Tensor, _Mapping]] = ..., step_similarity: _Optional[_Union[_structures_pb2.StepSimilarityResult, _Mapping]] = ..., reflection: _Optional[_Union[_structures_pb2.ReflectResponse, _Mapping]] = ..., trace_confidence: _Optional[_Union[_tokens_pb2.TraceConfidence, _Mapping]] = ...) -> None: ...
+    def __init__(self, scope: _Optional[_Union[AdvantageScope, str]] = ..., node_advantages: _Optional[_Union[_forest_pb2.Tensor, _Mapping]] = ..., leaf_advantages: _Optional[_Union[_forest_pb2.Tensor, _Mapping]] = ..., preferences: _Optional[_Union[Preferences, _Mapping]] = ..., depth_profile: _Optional[_Union[DepthProfile, _Mapping]] = ..., sharing: _Optional[_Union[PrefixSharing, _Mapping]] = ..., action_advantages: _Optional[_Union[_forest_pb2.Tensor, _Mapping]] = ..., step_similarity: _Optional[_Union[_srl_pb2.StepSimilarityResult, _Mapping]] = ..., reflection: _Optional[_Union[_reflection_pb2.ReflectResponse, _Mapping]] = ..., trace_confidence: _Optional[_Union[_tokens_pb2.TraceConfidence, _Mapping]] = ...) -> None: ...

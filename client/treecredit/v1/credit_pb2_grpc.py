@@ -5,8 +5,9 @@ import warnings
 
 from treecredit.v1 import confidence_pb2 as treecredit_dot_v1_dot_confidence__pb2
 from treecredit.v1 import credit_pb2 as treecredit_dot_v1_dot_credit__pb2
+from treecredit.v1 import curriculum_pb2 as treecredit_dot_v1_dot_curriculum__pb2
 from treecredit.v1 import packing_pb2 as treecredit_dot_v1_dot_packing__pb2
-from treecredit.v1 import structures_pb2 as treecredit_dot_v1_dot_structures__pb2
+from treecredit.v1 import reflection_pb2 as treecredit_dot_v1_dot_reflection__pb2
 from treecredit.v1 import tokens_pb2 as treecredit_dot_v1_dot_tokens__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -50,13 +51,13 @@ class CreditServiceStub:
                 _registered_method=True)
         self.Reflect = channel.unary_unary(
                 '/treecredit.v1.CreditService/Reflect',
-                request_serializer=treecredit_dot_v1_dot_structures__pb2.ReflectRequest.SerializeToString,
-                response_deserializer=treecredit_dot_v1_dot_structures__pb2.ReflectResponse.FromString,
+                request_serializer=treecredit_dot_v1_dot_reflection__pb2.ReflectRequest.SerializeToString,
+                response_deserializer=treecredit_dot_v1_dot_reflection__pb2.ReflectResponse.FromString,
                 _registered_method=True)
         self.Curriculum = channel.unary_unary(
                 '/treecredit.v1.CreditService/Curriculum',
-                request_serializer=treecredit_dot_v1_dot_structures__pb2.CurriculumRequest.SerializeToString,
-                response_deserializer=treecredit_dot_v1_dot_structures__pb2.CurriculumResponse.FromString,
+                request_serializer=treecredit_dot_v1_dot_curriculum__pb2.CurriculumRequest.SerializeToString,
+                response_deserializer=treecredit_dot_v1_dot_curriculum__pb2.CurriculumResponse.FromString,
                 _registered_method=True)
         self.Filter = channel.unary_unary(
                 '/treecredit.v1.CreditService/Filter',
@@ -200,13 +201,13 @@ def add_CreditServiceServicer_to_server(servicer, server):
             ),
             'Reflect': grpc.unary_unary_rpc_method_handler(
                     servicer.Reflect,
-                    request_deserializer=treecredit_dot_v1_dot_structures__pb2.ReflectRequest.FromString,
-                    response_serializer=treecredit_dot_v1_dot_structures__pb2.ReflectResponse.SerializeToString,
+                    request_deserializer=treecredit_dot_v1_dot_reflection__pb2.ReflectRequest.FromString,
+                    response_serializer=treecredit_dot_v1_dot_reflection__pb2.ReflectResponse.SerializeToString,
             ),
             'Curriculum': grpc.unary_unary_rpc_method_handler(
                     servicer.Curriculum,
-                    request_deserializer=treecredit_dot_v1_dot_structures__pb2.CurriculumRequest.FromString,
-                    response_serializer=treecredit_dot_v1_dot_structures__pb2.CurriculumResponse.SerializeToString,
+                    request_deserializer=treecredit_dot_v1_dot_curriculum__pb2.CurriculumRequest.FromString,
+                    response_serializer=treecredit_dot_v1_dot_curriculum__pb2.CurriculumResponse.SerializeToString,
             ),
             'Filter': grpc.unary_unary_rpc_method_handler(
                     servicer.Filter,
@@ -328,8 +329,8 @@ class CreditService:
             request,
             target,
             '/treecredit.v1.CreditService/Reflect',
-            treecredit_dot_v1_dot_structures__pb2.ReflectRequest.SerializeToString,
-            treecredit_dot_v1_dot_structures__pb2.ReflectResponse.FromString,
+            treecredit_dot_v1_dot_reflection__pb2.ReflectRequest.SerializeToString,
+            treecredit_dot_v1_dot_reflection__pb2.ReflectResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -355,8 +356,8 @@ class CreditService:
             request,
             target,
             '/treecredit.v1.CreditService/Curriculum',
-            treecredit_dot_v1_dot_structures__pb2.CurriculumRequest.SerializeToString,
-            treecredit_dot_v1_dot_structures__pb2.CurriculumResponse.FromString,
+            treecredit_dot_v1_dot_curriculum__pb2.CurriculumRequest.SerializeToString,
+            treecredit_dot_v1_dot_curriculum__pb2.CurriculumResponse.FromString,
             options,
             channel_credentials,
             insecure,

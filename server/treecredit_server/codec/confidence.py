@@ -9,16 +9,15 @@ import numpy as np
 from treecredit import _wire
 from treecredit.errors import InvalidArgument, ResourceExhausted
 from treecredit.v1 import confidence_pb2 as pb
-from treecredit_server.codec.score import MAX_TOPK, decode_forest
-from treecredit_server.config import Limits
+from treecredit_server.codec import fields
+from treecredit_server.codec.forest import MAX_TOPK, decode_forest
+from treecredit_server.codec.reflection import decode_forest_reflection
 from treecredit_server.compute.filtering import Metric, Verdicts
 from treecredit_server.compute.forest import ForestArrays
 from treecredit_server.compute.forks import Forks, Ranking
-from treecredit_server.compute.reflection import check_queries
-from treecredit_server.codec.structures import decode_reflect
-from treecredit_server.compute.watch import Chunk, Decisions, Summary, WatchOptions
-
-MAX_WINDOW = 1 << 20
+from treecredit_server.compute.trace_confidence import has_token_confidence
+from treecredit_server.compute.watch import Chunk, Decisions, Finish, Start, Step, Summary, WatchOptions
+from treecredit_server.config import Limits
 
 _METRICS = {
     pb.CONFIDENCE_METRIC_UNSPECIFIED: Metric.LOWEST,
@@ -34,39 +33,15 @@ _RANKINGS = {
 }
 
 
-def _optional(message, field: str, default):
-    return getattr(message, field) if message.HasField(field) else default
-
-
-def _window(message, field: str, prefix: str, default: int = 2048) -> int:
-    value = _optional(message, field, default)
-    if not 1 <= value <= MAX_WINDOW:
-        raise InvalidArgument(f"{prefix}{field}", f"must be in [1, {MAX_WINDOW}], got {value}")
-    return value
-
-
-def _percent(message, field: str, prefix: str, default: float, *, low_open: bool = True) -> float:
-    value = _optional(message, field, default)
-    if not (math.isfinite(value) and (0 < value if low_open else 0 <= value) and value <= 100):
-        raise InvalidArgument(f"{prefix}{field}", f"must be in {'(0' if low_open else '[0'}, 100], got {value}")
-    return value
-
-
-def _enum(table: dict, value: int, field: str, enum_type) -> object:
-    if value not in table:
-        raise InvalidArgument(field, f"unknown value {value}; expected one of "
-                                     f"{', '.join(enum_type.Name(v) for v in table if v)}")
-    return table[value]
-
-
 # -- Filter --------------------------------------------------------------------------------------
 def decode_filter(request: pb.FilterRequest, limits: Limits) -> tuple[ForestArrays, dict]:
     forest = decode_forest(request.forest, limits)
+    _require_token_confidence(forest)
     options = {
-        "metric": _enum(_METRICS, request.metric, "metric", pb.ConfidenceMetric),
-        "keep_percent": _percent(request, "keep_percent", "", 90.0),
-        "window": _window(request, "window", ""),
-        "tail": _window(request, "tail", ""),
+        "metric": fields.enum(_METRICS, request.metric, "metric", pb.ConfidenceMetric),
+        "keep_percent": fields.percent(request, "keep_percent", "", 90.0),
+        "window": fields.window(request, "window", ""),
+        "tail": fields.window(request, "tail", ""),
         "zero_variance": request.zero_variance,
     }
     if request.HasField("answer"):
@@ -80,9 +55,13 @@ def decode_filter(request: pb.FilterRequest, limits: Limits) -> tuple[ForestArra
                                                       f"answer_labels ({len(request.answer_labels)} labels)")
         options["answer"] = answer.astype(np.int64)
     if request.HasField("reflection"):
-        options["reflection"] = decode_reflect(request.reflection, limits, "reflection")
-        check_queries(forest, options["reflection"]["rows"], "reflection")
+        options["reflection"] = decode_forest_reflection(request.reflection, forest, limits)
     return forest, options
+
+
+def _require_token_confidence(forest: ForestArrays) -> None:
+    if not has_token_confidence(forest):
+        raise InvalidArgument("forest.confidence", "token confidences or top-k log-probs (topk_logprobs) are required")
 
 
 def encode_filter(verdicts: Verdicts) -> pb.FilterResponse:
@@ -107,14 +86,21 @@ def decode_forks(request: pb.SuggestForksRequest, limits: Limits) -> tuple[Fores
     forest = decode_forest(request.forest, limits)
     if request.top_n < 0:
         raise InvalidArgument("top_n", f"must be >= 0, got {request.top_n}")
-    tail_guard = _optional(request, "tail_guard", 16)
+    tail_guard = fields.optional(request, "tail_guard", 16)
     if tail_guard < 0:
         raise InvalidArgument("tail_guard", f"must be >= 0, got {tail_guard}")
+    ranking = fields.enum(_RANKINGS, request.ranking, "ranking", pb.ForkRanking)
+    if ranking is Ranking.NEG_LOGPROB:
+        if "logprobs" not in forest.tokens:
+            raise InvalidArgument("forest.logprobs", "is required to rank fork positions by -logprob")
+        fields.refuse_first("forest.logprobs", np.isnan(forest.tokens["logprobs"]), "is NaN")
+    else:
+        _require_token_confidence(forest)
     return forest, {
-        "ranking": _enum(_RANKINGS, request.ranking, "ranking", pb.ForkRanking),
+        "ranking": ranking,
         "top_n": request.top_n or 4,
         "tail_guard": tail_guard,
-        "window": _window(request, "window", ""),
+        "window": fields.window(request, "window", ""),
     }
 
 
@@ -127,23 +113,34 @@ def encode_forks(forks: Forks) -> pb.SuggestForksResponse:
 
 # -- Watch ---------------------------------------------------------------------------------------
 def decode_watch_open(message: pb.WatchOpen) -> WatchOptions:
-    window = _window(message, "window", "open.")
-    fork_history = _optional(message, "fork_history", window)
-    if not 0 <= fork_history <= MAX_WINDOW:
-        raise InvalidArgument("open.fork_history", f"must be in [0, {MAX_WINDOW}], got {fork_history}")
+    window = fields.window(message, "window", "open.")
+    fork_history = fields.optional(message, "fork_history", window)
+    if not 0 <= fork_history <= fields.MAX_WINDOW:
+        raise InvalidArgument("open.fork_history", f"must be in [0, {fields.MAX_WINDOW}], got {fork_history}")
     for field in ("warmup", "budget"):
-        if _optional(message, field, 1) < (0 if field == "warmup" else 1):
+        if fields.optional(message, field, 1) < (0 if field == "warmup" else 1):
             raise InvalidArgument(f"open.{field}", f"must be >= {0 if field == 'warmup' else 1}, "
                                                    f"got {getattr(message, field)}")
-    threshold = _optional(message, "threshold", None)
+    threshold = fields.optional(message, "threshold", None)
     if threshold is not None and not math.isfinite(threshold):
         raise InvalidArgument("open.threshold", f"must be finite, got {threshold}")
-    consensus = _optional(message, "consensus", 0.95)
+    consensus = fields.optional(message, "consensus", 0.95)
     if not (math.isfinite(consensus) and 0 < consensus <= 1):
         raise InvalidArgument("open.consensus", f"must be in (0, 1], got {consensus}")
-    return WatchOptions(warmup=_optional(message, "warmup", 16), keep_percent=_percent(message, "keep_percent",
-                        "open.", 90.0), threshold=threshold, window=window, consensus=consensus,
-                        budget=_optional(message, "budget", 512), fork_history=fork_history)
+    return WatchOptions(warmup=fields.optional(message, "warmup", 16),
+                        keep_percent=fields.percent(message, "keep_percent", "open.", 90.0), threshold=threshold,
+                        window=window, consensus=consensus, budget=fields.optional(message, "budget", 512),
+                        fork_history=fork_history)
+
+
+def decode_watch_step(request: pb.WatchRequest, limits: Limits) -> Step:
+    """One request of a Watch stream: whether it opens the session, its starts, chunk and finishes, in that order."""
+    starts = [Start(start.trajectory, start.parent if start.HasField("parent") else None, start.fork_offset,
+                    f"starts[{j}]") for j, start in enumerate(request.starts)]
+    finishes = [Finish(finish.trajectory, finish.answer if finish.HasField("answer") else None, f"finishes[{j}]")
+                for j, finish in enumerate(request.finishes)]
+    chunk = decode_chunk(request.chunk, limits) if request.HasField("chunk") else None
+    return Step(request.HasField("open"), starts, chunk, finishes)
 
 
 def decode_chunk(message: pb.TokenChunk, limits: Limits, name: str = "chunk") -> Chunk:
@@ -169,12 +166,11 @@ def decode_chunk(message: pb.TokenChunk, limits: Limits, name: str = "chunk") ->
         values, field = array("topk_logprobs", _wire.LOW_FLOAT, 2, MAX_TOPK), "topk_logprobs"
         if values.shape[1] > MAX_TOPK:
             raise InvalidArgument(f"{name}.topk_logprobs.shape", f"k = {values.shape[1]} exceeds {MAX_TOPK}")
-        bad = np.isnan(values).any(axis=1) | (values == np.inf).any(axis=1)
+        bad = fields.unusable_topk(values)
     if len(values) != total:
         raise InvalidArgument(f"{name}.{field}", f"has {len(values)} tokens but num_tokens sums to {total}")
-    if bad.any():
-        raise InvalidArgument(f"{name}.{field}[{int(np.argmax(bad))}]", "is NaN or +inf")
-    return Chunk.of(trajectory, num_tokens, **{field: values})
+    fields.refuse_first(f"{name}.{field}", bad, "is NaN or +inf")
+    return Chunk(trajectory.astype(np.int64, copy=False), num_tokens.astype(np.int64, copy=False), **{field: values})
 
 
 def encode_decisions(decisions: Decisions) -> pb.WatchResponse:

@@ -1,4 +1,5 @@
-"""TokenStats, shared-memory and trace-confidence messages <-> arrays. Decoding validates; no math here.
+"""TokenStats and shared-memory messages (tokens.proto) <-> `compute.tokens`. Decoding validates; no math here,
+and no reading: a shared-memory region is read by the computation that uses it.
 
 Logits are checked (dtype, shape, byte count against --max-logits-mb) before anything is allocated and are
 never copied: inline bytes, streamed chunks and shared-memory regions are all viewed in place.
@@ -6,21 +7,17 @@ never copied: inline bytes, streamed chunks and shared-memory regions are all vi
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 
 from treecredit import _wire
 from treecredit.errors import InvalidArgument, ResourceExhausted
-from treecredit.v1 import credit_pb2
 from treecredit.v1 import forest_pb2 as fpb
 from treecredit.v1 import tokens_pb2 as pb
-from treecredit_server.codec.score import MAX_TOPK
+from treecredit_server.codec.fields import refuse_first, unusable_topk
+from treecredit_server.codec.forest import MAX_TOPK
+from treecredit_server.compute.tokens import DEFAULT_K, MAX_K, LogitsInput, SharedLogitsInput, Stats, TopkInput
 from treecredit_server.config import MiB, Limits
-from treecredit_server.codec.confidence import _window
-from treecredit_server.shared_memory import Region, SharedMemoryRegistry
-from treecredit_server.compute.tokens import DEFAULT_K, MAX_K, LogitsInput, Stats, TopkInput
-from treecredit_server.compute.trace_confidence import TraceConfidence
+from treecredit_server.shared_memory import Region
 
 # Logit element types and the numpy dtype their bytes are viewed as (bfloat16: its raw words).
 _LOGIT_DTYPES = {
@@ -29,12 +26,10 @@ _LOGIT_DTYPES = {
     fpb.DATA_TYPE_BFLOAT16: np.dtype("<u2"),
 }
 
-Compute = Callable[[LogitsInput | TopkInput], Stats]
 
-
-def token_stats(request: pb.TokenStatsRequest, limits: Limits, shared_memory: SharedMemoryRegistry,
-                compute: Compute) -> pb.TokenStatsResponse:
-    """Validate `request`, run `compute` on its arrays (a shared-memory region stays mapped for the call), encode."""
+def decode_token_stats(request: pb.TokenStatsRequest, limits: Limits) -> LogitsInput | SharedLogitsInput | TopkInput:
+    """The computation a TokenStats request asks for, every field checked (shared logits: all but the region's
+    registration and bounds, which `SharedMemoryRegistry.read` checks as it maps them)."""
     source = request.WhichOneof("input")
     if source is None:
         raise InvalidArgument("input", "one of logits, shared_logits or topk_logprobs is required")
@@ -42,27 +37,17 @@ def token_stats(request: pb.TokenStatsRequest, limits: Limits, shared_memory: Sh
         for field in ("ids", "k", "temperature"):
             if request.HasField(field):
                 raise InvalidArgument(field, "applies to logits only, not to topk_logprobs")
-        return encode_stats(compute(TopkInput(_topk(request.topk_logprobs, limits))))
+        return TopkInput(_topk(request.topk_logprobs, limits))
     k, temperature = _options(request, "")
     budget = limits.max_logits_mb * MiB
     if source == "logits":
         logits = _logits(request.logits, "logits", budget)
-        job = LogitsInput(logits, request.logits.dtype == fpb.DATA_TYPE_BFLOAT16,
-                          _ids(request, "ids", logits.shape), k, temperature)
-        return encode_stats(compute(job))
-
+        return LogitsInput(logits, request.logits.dtype == fpb.DATA_TYPE_BFLOAT16,
+                           _ids(request, "ids", logits.shape), k, temperature)
     ref, field = request.shared_logits, "shared_logits"
     dtype, shape = _shared_layout(ref, field, budget)
-    ids = _ids(request, "ids", shape)
-
-    def use(view: memoryview) -> Stats:
-        logits = np.frombuffer(view, dtype).reshape(shape)
-        if not logits.flags.aligned:
-            raise InvalidArgument(f"{field}.offset", f"the logits must start a multiple of {dtype.itemsize} bytes "
-                                                     "into the shared-memory object (region offset + offset)")
-        return compute(LogitsInput(logits, ref.dtype == fpb.DATA_TYPE_BFLOAT16, ids, k, temperature))
-
-    return encode_stats(shared_memory.read(ref.region, ref.offset, dtype.itemsize * int(np.prod(shape)), field, use))
+    return SharedLogitsInput(ref.region, ref.offset, dtype, shape, ref.dtype == fpb.DATA_TYPE_BFLOAT16,
+                             _ids(request, "ids", shape), k, temperature, field)
 
 
 class ChunkDecoder:
@@ -118,20 +103,6 @@ def encode_regions(regions: list[Region]) -> pb.SharedMemoryStatusResponse:
     return pb.SharedMemoryStatusResponse(regions=[
         pb.SharedMemoryRegion(name=r.name, key=r.key, offset=r.offset, byte_size=r.byte_size) for r in regions
     ])
-
-
-def decode_trace_options(options: credit_pb2.ScoreOptions) -> dict:
-    """`window` and `tail` of Score's trace confidence."""
-    return {"window": _window(options, "window", "options."), "tail": _window(options, "tail", "options.")}
-
-
-def add_trace_confidence(response: credit_pb2.ScoreResponse, trace: TraceConfidence | None) -> credit_pb2.ScoreResponse:
-    """`response` with its trace_confidence filled in from `trace` (left unset when None)."""
-    if trace is not None:
-        for name, dtype in (("leaf", np.int64), ("lowest", np.float64), ("bottom10", np.float64),
-                            ("tail", np.float64), ("mean", np.float64), ("num_tokens", np.int64)):
-            _wire.encode(getattr(trace, name), dtype, into=getattr(response.trace_confidence, name))
-    return response
 
 
 def _options(message, prefix: str) -> tuple[int, float]:
@@ -196,7 +167,5 @@ def _topk(tensor: fpb.Tensor, limits: Limits) -> np.ndarray:
                         max_elements=limits.max_tokens * MAX_TOPK)
     if topk.shape[1] > MAX_TOPK:
         raise InvalidArgument("topk_logprobs.shape", f"k = {topk.shape[1]} exceeds {MAX_TOPK}")
-    bad = np.isnan(topk).any(axis=1) | (topk == np.inf).any(axis=1)
-    if bad.any():
-        raise InvalidArgument(f"topk_logprobs[{int(np.argmax(bad))}]", "holds NaN or +inf")
+    refuse_first("topk_logprobs", unusable_topk(topk), "holds NaN or +inf")
     return topk

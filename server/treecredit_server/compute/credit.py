@@ -10,7 +10,6 @@ from enum import Enum
 
 import numpy as np
 
-from treecredit.errors import ResourceExhausted
 from treecredit_server.compute.forest import ForestArrays
 
 EPS = 1e-6
@@ -142,10 +141,11 @@ def node_advantages(
     return np.where(count[family] > 1, gain / (std[family] + EPS), 0.0)
 
 
-def sibling_preferences(forest: ForestArrays, value: np.ndarray, *, min_margin: float, max_pairs: int) -> Preferences:
+def sibling_preferences(forest: ForestArrays, value: np.ndarray, *, min_margin: float) -> Preferences:
     """Every ordered pair of children of a branch point whose values differ by more than `min_margin`.
 
-    Each unordered pair of siblings is looked at once and oriented by the sign of its margin.
+    Each unordered pair of siblings is looked at once and oriented by the sign of its margin (`sibling_pairs` of
+    them, which decoding bounds).
     """
     child = np.flatnonzero(forest.parent >= 0)
     child = child[np.argsort(forest.parent[child], kind="stable")]
@@ -156,10 +156,6 @@ def sibling_preferences(forest: ForestArrays, value: np.ndarray, *, min_margin: 
     rank = np.arange(len(child)) - np.repeat(starts, np.diff(np.append(starts, len(child))))
     later = family_size - 1 - rank  # siblings after this child in its family
     candidates = int(later.sum())
-    if candidates > max_pairs:
-        raise ResourceExhausted(
-            "forest.parent", f"branch points give {candidates} sibling pairs to compare, over the limit of {max_pairs}"
-        )
     first = np.repeat(np.arange(len(child)), later)
     second = first + 1 + (np.arange(candidates) - np.repeat(np.cumsum(later) - later, later))
     margin = value[child[first]] - value[child[second]]
@@ -169,6 +165,12 @@ def sibling_preferences(forest: ForestArrays, value: np.ndarray, *, min_margin: 
     winner = child[np.where(flip, second, first)]
     loser = child[np.where(flip, first, second)]
     return Preferences(winner, loser, np.abs(margin), forest.topology.depth[winner])
+
+
+def sibling_pairs(forest: ForestArrays) -> int:
+    """How many unordered pairs of siblings the branch points give: sum of k (k - 1) / 2 over k children."""
+    children = forest.topology.num_children.astype(np.int64)
+    return int((children * (children - 1) // 2).sum())
 
 
 def depth_profile(forest: ForestArrays, node_advantage: np.ndarray, preferences: Preferences) -> DepthProfile:
@@ -202,17 +204,6 @@ def prefix_sharing(forest: ForestArrays) -> PrefixSharing:
     )
 
 
-def advantages(forest: ForestArrays, estimator: Estimator, *, normalize_std: bool = True, sibling_std: bool = False,
-               leaf_advantage: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """`(V(n), a(n), A(l))`, float64 `[N]` each; A(l) NaN off the leaves and for node-level estimators."""
-    value, leaf_count = subtree_values(forest)
-    if leaf_advantage is None:
-        leaf_advantage = (leaf_advantages(forest, estimator, normalize_std=normalize_std) if estimator.leaf_level
-                          else np.full(forest.num_nodes, np.nan))
-    node_advantage = node_advantages(forest, estimator, leaf_advantage, value, leaf_count, sibling_std=sibling_std)
-    return value, node_advantage, leaf_advantage
-
-
 def score(
     forest: ForestArrays,
     estimator: Estimator,
@@ -220,15 +211,17 @@ def score(
     normalize_std: bool = True,
     sibling_std: bool = False,
     min_margin: float = 0.0,
-    max_sibling_pairs: int = 1 << 24,
     leaf_advantage: np.ndarray | None = None,
 ) -> Credit:
     """Advantages, preferences, depth profile and prefix sharing of a forest (sections 2-3).
 
     `leaf_advantage` (float64 `[N]`): A(l) computed elsewhere (toolpo, srl), used as given."""
-    value, node_advantage, leaf_advantage = advantages(forest, estimator, normalize_std=normalize_std,
-                                                       sibling_std=sibling_std, leaf_advantage=leaf_advantage)
-    preferences = sibling_preferences(forest, value, min_margin=min_margin, max_pairs=max_sibling_pairs)
+    value, leaf_count = subtree_values(forest)
+    if leaf_advantage is None:
+        leaf_advantage = (leaf_advantages(forest, estimator, normalize_std=normalize_std) if estimator.leaf_level
+                          else np.full(forest.num_nodes, np.nan))
+    node_advantage = node_advantages(forest, estimator, leaf_advantage, value, leaf_count, sibling_std=sibling_std)
+    preferences = sibling_preferences(forest, value, min_margin=min_margin)
     return Credit(
         node_advantages=node_advantage,
         leaf_advantages=leaf_advantage,

@@ -7,9 +7,9 @@ from enum import Enum
 
 import numpy as np
 
-from treecredit.errors import InvalidArgument
 from treecredit_server.compute.trace_confidence import masked_confidence, token_confidence
 from treecredit_server.compute.forest import ForestArrays
+from treecredit_server.compute.tensors import as_tensor
 
 
 class Ranking(Enum):
@@ -31,7 +31,8 @@ class Forks:
 def suggest_forks(forest: ForestArrays, *, ranking: Ranking = Ranking.NEG_LOGPROB, top_n: int = 4,
                   tail_guard: int = 16, window: int = 2048) -> Forks:
     """Candidates are tokens with loss mask 1 outside the last `tail_guard` tokens of every trajectory through
-    them; the best `top_n` per tree by `ranking`."""
+    them; the best `top_n` per tree by `ranking` (the forest carries what it ranks by: `logprobs`, not NaN, or
+    token confidences)."""
     topology = forest.topology
     node_of_token = np.repeat(np.arange(forest.num_nodes), forest.num_tokens)
     offsets = forest.token_offsets
@@ -43,11 +44,7 @@ def suggest_forks(forest: ForestArrays, *, ranking: Ranking = Ranking.NEG_LOGPRO
     candidate = (nearest_end[node_of_token] - position > tail_guard) & (True if mask is None else mask)
 
     if ranking is Ranking.NEG_LOGPROB:
-        if "logprobs" not in forest.tokens:
-            raise InvalidArgument("forest.logprobs", "is required to rank fork positions by -logprob")
         score = -np.asarray(forest.tokens["logprobs"], dtype=np.float64)
-        if np.isnan(score).any():
-            raise InvalidArgument(f"forest.logprobs[{int(np.argmax(np.isnan(score)))}]", "is NaN")
         goodness = score
     else:
         score = np.full(len(node_of_token), np.nan)
@@ -78,25 +75,9 @@ def _nearest_trajectory_end(forest: ForestArrays, path_start: np.ndarray) -> np.
 
 def _window_means(forest: ForestArrays, window: int) -> np.ndarray:
     """float64 `[U]`: for each loss-masked token, the mean of the last min(window, position + 1) masked
-    confidences along its path, ending at it (the window crosses node boundaries)."""
+    confidences along its path, ending at it (the `path_window_means` kernel)."""
+    from treecredit_kernels import path_window_means
+
     confidence, node_offsets = masked_confidence(forest, token_confidence(forest))
-    counts = np.diff(node_offsets)
-    topology = forest.topology
-    start = topology.path_sum(counts) - counts          # masked path position of each node's first token
-    cumulative = np.concatenate(([0.0], np.cumsum(confidence)))
-    before = topology.path_sum(cumulative[node_offsets[1:]] - cumulative[node_offsets[:-1]]) - \
-        (cumulative[node_offsets[1:]] - cumulative[node_offsets[:-1]])  # path sum before each node
-
-    def prefix(node: np.ndarray, j: np.ndarray) -> np.ndarray:
-        """Sum of the first j confidences of the path to `node` (j <= its masked path length)."""
-        holder = node.copy()
-        climbing = start[holder] > j
-        while climbing.any():  # one step per depth level, vectorised over tokens
-            holder[climbing] = forest.parent[holder[climbing]]
-            climbing = start[holder] > j
-        return before[holder] + cumulative[node_offsets[holder] + (j - start[holder])] - cumulative[node_offsets[holder]]
-
-    node = np.repeat(np.arange(forest.num_nodes), counts)
-    position = start[node] + np.arange(len(confidence)) - node_offsets[node]
-    width = np.minimum(position + 1, window)
-    return (prefix(node, position + 1) - prefix(node, position + 1 - width)) / width
+    return path_window_means(as_tensor(confidence), as_tensor(node_offsets), as_tensor(forest.parent),
+                             window=window).numpy()

@@ -12,11 +12,11 @@ from enum import Enum
 
 import numpy as np
 
-from treecredit.errors import InvalidArgument, ResourceExhausted
 from treecredit.topology import expand_ranges
-from treecredit_server.compute import credit, structured
+from treecredit_server.compute import score
 from treecredit_server.compute.credit import Estimator
 from treecredit_server.compute.forest import ForestArrays
+from treecredit_server.compute.score import ScoreInputs
 
 
 class LossAggMode(Enum):
@@ -61,18 +61,23 @@ class PackOptions:
     align: int                       # each microbatch is padded to a multiple of this
 
 
-def pack(forest: ForestArrays, estimator: Estimator, inputs: structured.StructureInputs, packing: PackOptions, *,
-         normalize_std: bool, sibling_std: bool, max_tokens: int) -> tuple[Weights, Layout]:
-    """The step's per-node loss weights and its packed layout. Credit as Score computes it (section 3, with the
-    structures of sections 7-9), weights normalised over the whole forest (section 12)."""
-    prepared = structured.prepare(forest, estimator, inputs, normalize_std=normalize_std)
-    forest = prepared.forest
-    _, node_advantage, leaf_advantage = credit.advantages(forest, estimator, normalize_std=normalize_std,
-                                                          sibling_std=sibling_std,
-                                                          leaf_advantage=prepared.leaf_advantage)
-    trajectory_weight = trajectory_weights(forest, packing.loss_agg_mode, packing.max_response_length)
-    return (weights(forest, estimator, node_advantage, leaf_advantage, prepared.action_advantage, trajectory_weight),
-            layout(forest, packing.microbatch_tokens, packing.align, max_tokens))
+@dataclass(frozen=True)
+class PackInputs:
+    """A decoded, validated Pack request: the Score it packs (its forest carries token ids) and the options."""
+
+    score: ScoreInputs
+    options: PackOptions
+
+
+def pack(inputs: PackInputs) -> tuple[Weights, Layout]:
+    """The step's per-node loss weights and its packed layout: credit as Score computes it (sections 1-3, 7-9),
+    weights normalised over the whole forest (section 12)."""
+    forest, options = inputs.score.forest, inputs.options
+    scored = score.score(inputs.score)
+    trajectory_weight = trajectory_weights(forest, options.loss_agg_mode, options.max_response_length)
+    return (weights(forest, scored.estimator, scored.credit.node_advantages, scored.credit.leaf_advantages,
+                    scored.action_advantage, trajectory_weight),
+            layout(forest, options))
 
 
 def masked_tokens(forest: ForestArrays) -> np.ndarray:
@@ -155,70 +160,69 @@ def _bin_pack(sizes: np.ndarray, capacity: int) -> np.ndarray:
     return bins
 
 
-def layout(forest: ForestArrays, microbatch_tokens: int | None, align: int, max_tokens: int) -> Layout:
+def _trees(forest: ForestArrays) -> tuple[np.ndarray, np.ndarray]:
+    """Each tree's pre-order positions `[begin, end)`, trees in the order of their roots `[R]` each."""
+    roots = np.flatnonzero(forest.parent < 0)  # their positions ascend with their ids
+    begin = forest.topology.preorder_index[roots]
+    return begin, begin + forest.topology.subtree_size[roots]
+
+
+def _items(forest: ForestArrays, capacity: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The pieces microbatches are made of, `(begin, end, copied)` `[I]` each: every tree that fits `capacity`
+    whole, and the parts larger trees split into (pre-order ranges whose tokens, with the `copied` tokens of the
+    ancestors of their first node, fit). Every node and every trajectory must fit `capacity` (decoding checks)."""
+    topology, tokens = forest.topology, forest.num_tokens
+    order = topology.preorder
+    above = (topology.path_sum(tokens) - tokens)[order]  # tokens on the path above each position's node
+    prefix = np.concatenate(([0], np.cumsum(tokens[order])))  # tokens before each position
+    tree_begin, tree_end = _trees(forest)
+    whole = prefix[tree_end] - prefix[tree_begin] <= capacity
+    branch_cut = topology.num_children[np.maximum(forest.parent[order], 0)] >= 2
+    stops = _part_stops(np.repeat(tree_end, tree_end - tree_begin), above, prefix, branch_cut, capacity).tolist()
+    parts = []  # one cheap step per part: every stop is computed above
+    for begin, end in zip(tree_begin[~whole].tolist(), tree_end[~whole].tolist()):
+        while begin < end:
+            parts.append((begin, stops[begin]))
+            begin = stops[begin]
+    split_begin, split_end = np.array(parts, np.int64).reshape(-1, 2).T
+    begin = np.concatenate((tree_begin[whole], split_begin))
+    return begin, np.concatenate((tree_end[whole], split_end)), above[begin]
+
+
+def copied_tokens(forest: ForestArrays, capacity: int) -> int:
+    """How many ancestor tokens microbatches of `capacity` tokens would copy."""
+    return int(_items(forest, capacity)[2].sum())
+
+
+def microbatch_capacity(options: PackOptions) -> int | None:
+    """The tokens a microbatch holds before padding: `microbatch_tokens` rounded down to a multiple of `align`."""
+    if options.microbatch_tokens is None:
+        return None
+    return options.microbatch_tokens - options.microbatch_tokens % options.align
+
+
+def layout(forest: ForestArrays, options: PackOptions) -> Layout:
     """The packed layout: one microbatch holding every tree, or microbatches of at most `microbatch_tokens`
     tokens after padding to a multiple of `align` (whole trees bin-packed; larger trees split in pre-order
-    with their ancestors' tokens copied in)."""
-    topology = forest.topology
-    tokens = forest.num_tokens
-    order, position_of = topology.preorder, topology.preorder_index
-    above_node = topology.path_sum(tokens) - tokens  # tokens on the path above each node
-    above = above_node[order]  # ... by pre-order position
-    prefix = np.concatenate(([0], np.cumsum(tokens[order])))  # tokens before each position
-    roots = np.flatnonzero(forest.parent < 0)  # their positions ascend with their ids
-    tree_begin = position_of[roots]
-    tree_end = tree_begin + topology.subtree_size[roots]
-
-    if microbatch_tokens is None:
-        item_begin, item_end = tree_begin, tree_end
-        item_bin = np.zeros(len(roots), np.int64)
+    with their ancestors' tokens copied in), in the order of the forest."""
+    topology, tokens = forest.topology, forest.num_tokens
+    room = microbatch_capacity(options)
+    if room is None:
+        item_begin, item_end = _trees(forest)
+        item_bin = np.zeros(len(item_begin), np.int64)
     else:
-        capacity = microbatch_tokens - microbatch_tokens % align
-        _check_fits(forest, capacity, microbatch_tokens, align)
-        tree_tokens = prefix[tree_end] - prefix[tree_begin]
-        branch_cut = topology.num_children[np.maximum(forest.parent[order], 0)] >= 2
-        whole = tree_tokens <= capacity
-        stops = _part_stops(np.repeat(tree_end, tree_end - tree_begin), above, prefix, branch_cut, capacity).tolist()
-        parts = []  # one cheap step per part: every stop is computed above
-        for begin, end in zip(tree_begin[~whole].tolist(), tree_end[~whole].tolist()):
-            while begin < end:
-                parts.append((begin, stops[begin]))
-                begin = stops[begin]
-        split_begin, split_end = np.array(parts, np.int64).reshape(-1, 2).T
-        item_begin = np.concatenate((tree_begin[whole], split_begin))
-        item_end = np.concatenate((tree_end[whole], split_end))
-        copied = above[item_begin]
-        _check_total(int(copied.sum()) + int(prefix[-1]), 0, align, max_tokens)  # before packing bins
-        item_bin = _bin_pack(copied + prefix[item_end] - prefix[item_begin], capacity)
-        first_item = np.full(int(item_bin.max(initial=-1)) + 1, len(order))
+        item_begin, item_end, copied = _items(forest, room)
+        prefix = np.concatenate(([0], np.cumsum(tokens[topology.preorder])))
+        item_bin = _bin_pack(copied + prefix[item_end] - prefix[item_begin], room)
+        first_item = np.full(int(item_bin.max(initial=-1)) + 1, forest.num_nodes)
         np.minimum.at(first_item, item_bin, item_begin)
         item_bin = np.argsort(np.argsort(first_item))[item_bin]  # microbatches in the order of the forest
-        _check_total(int(copied.sum()) + int(prefix[-1]), int(item_bin.max(initial=-1)) + 1, align, max_tokens)
-    return _segments(forest, item_begin, item_end, item_bin, above_node)
+    return _segments(forest, item_begin, item_end, item_bin, topology.path_sum(tokens) - tokens)
 
 
-def _check_total(tokens: int, microbatches: int, align: int, max_tokens: int) -> None:
-    """The tokens of the microbatches, copies and padding included, against the server's token limit."""
-    padded = tokens + microbatches * (align - 1)
-    if padded > max_tokens:
-        raise ResourceExhausted("options.microbatch_tokens", f"the microbatches would hold up to {padded} tokens "
-                                f"with copies and padding, over the limit of {max_tokens}")
-
-
-def _check_fits(forest: ForestArrays, capacity: int, microbatch_tokens: int, align: int) -> None:
-    """Every node and every trajectory must fit one microbatch."""
-    tokens = forest.num_tokens
-    room = f"{microbatch_tokens} tokens" + (f" ({capacity} after aligning to {align})" if capacity != microbatch_tokens
-                                            else "")
-    if len(tokens) and tokens.max() > capacity:
-        node = int(np.argmax(tokens))
-        raise InvalidArgument("options.microbatch_tokens", f"{room} cannot hold node {node} of {tokens[node]} tokens")
-    leaves = forest.leaves
-    lengths = forest.topology.path_sum(tokens)[leaves]
-    if len(lengths) and lengths.max() > capacity:
-        leaf = int(leaves[np.argmax(lengths)])
-        raise InvalidArgument("options.microbatch_tokens",
-                              f"{room} cannot hold the trajectory of leaf {leaf} ({lengths.max()} tokens)")
+def trajectory_tokens(forest: ForestArrays) -> np.ndarray:
+    """Tokens on the path of each leaf (leaves ascending), int64 `[P]`."""
+    return forest.topology.path_sum(forest.num_tokens)[forest.leaves]
 
 
 def _segments(forest: ForestArrays, item_begin: np.ndarray, item_end: np.ndarray, item_bin: np.ndarray,

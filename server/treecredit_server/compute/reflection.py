@@ -9,7 +9,6 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from treecredit.errors import InvalidArgument
 from treecredit_server.compute.forest import ForestArrays
 from treecredit_server.compute.tensors import as_tensor
 
@@ -58,17 +57,6 @@ def rollout_leaves(forest: ForestArrays) -> np.ndarray:
     """int64 `[P]`: the forest's leaves as rollouts of queries, group by group, ascending within a group."""
     leaves = forest.leaves
     return leaves[np.argsort(forest.group[leaves], kind="stable")]
-
-
-def check_queries(forest: ForestArrays, rows: np.ndarray, field: str) -> None:
-    """Query q must be group q, with one rollout per leaf of the group."""
-    leaves_per_group = np.bincount(forest.group[forest.leaves], minlength=forest.num_groups)
-    if len(rows) != forest.num_groups:
-        raise InvalidArgument(f"{field}.rows", f"has {len(rows)} queries for {forest.num_groups} groups")
-    bad = rows != leaves_per_group
-    if bad.any():
-        q = int(np.argmax(bad))
-        raise InvalidArgument(f"{field}.rows[{q}]", f"{rows[q]} rollouts, but group {q} has {leaves_per_group[q]} leaves")
 
 
 def with_reflection_reward(forest: ForestArrays, reflection: Reflection) -> ForestArrays:

@@ -1,8 +1,9 @@
 """SRL step similarity reward (ALGORITHMS.md section 9) on a validated forest.
 
-Each tree is one expert trajectory: a trunk from its root, and the actions for step k are leaves
-forked from the trunk at depth k-1. A step-prompt is a leaf's parent; rewards are normalised with z
-(section 2) over the leaves of one step-prompt, and a step-prompt whose rewards barely vary is dropped.
+Each tree is one expert trajectory: a trunk from its root, and the actions for step k are leaves forked from the
+trunk at depth k-1 (`codec.srl` checks this and resolves each leaf's expert step). A step-prompt is a leaf's parent;
+rewards are normalised with z (section 2) over the leaves of one step-prompt, and a step-prompt whose rewards
+barely vary is dropped.
 """
 
 from __future__ import annotations
@@ -13,12 +14,23 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from treecredit.errors import InvalidArgument
 from treecredit_server.compute.credit import segment_stats, z_scores
 from treecredit_server.compute.forest import ForestArrays
 
 MIN_STD = 1e-4
 UNPARSED_REWARD = -1.0
+
+
+@dataclass(frozen=True)
+class StepInputs:
+    """Validated: `parsed` bool `[P]`; with actions, `expert_step` int64 `[P]` indexes `expert_steps` for the
+    action `actions[i]` of leaf i (leaves ascending)."""
+
+    parsed: np.ndarray
+    min_std: float = MIN_STD
+    expert_steps: Sequence[str] = ()
+    expert_step: np.ndarray | None = None
+    actions: Sequence[str] = ()
 
 
 @dataclass(frozen=True)
@@ -34,54 +46,17 @@ def similarity(action: str, expert_step: str) -> float:
     return difflib.SequenceMatcher(None, action, expert_step).ratio()
 
 
-def expert_step_of_leaves(forest: ForestArrays, num_steps: np.ndarray) -> np.ndarray:
-    """int64 `[P]`: index into the concatenated expert steps of the step each leaf's action answers
-    (step k = the leaf's depth, of its own tree's steps)."""
-    roots = np.flatnonzero(forest.parent < 0)
-    if len(num_steps) != len(roots):
-        raise InvalidArgument("step_similarity.num_steps", f"has {len(num_steps)} entries for {len(roots)} trees")
-    if (num_steps < 0).any():
-        tree = int(np.argmax(num_steps < 0))
-        raise InvalidArgument(f"step_similarity.num_steps[{tree}]", f"negative step count {num_steps[tree]}")
+def step_rewards(forest: ForestArrays, inputs: StepInputs) -> np.ndarray:
+    """Step reward per leaf, float64 `[N]` (NaN elsewhere): the similarity of each leaf's action to its expert step,
+    or the forest's leaf rewards when no actions are given; -1 where the action did not parse."""
     leaves = forest.leaves
-    tree = np.searchsorted(roots, forest.topology.root[leaves])
-    step = forest.topology.depth[leaves]
-    bad = (step < 1) | (step > num_steps[tree])
-    if bad.any():
-        i = int(np.argmax(bad))
-        raise InvalidArgument(
-            f"step_similarity.num_steps[{tree[i]}]",
-            f"leaf {leaves[i]} at depth {step[i]} answers step {step[i]}, but its tree has {num_steps[tree[i]]} steps",
-        )
-    return (np.cumsum(num_steps) - num_steps)[tree] + step - 1
-
-
-def step_rewards(
-    forest: ForestArrays,
-    parsed: np.ndarray,
-    expert_steps: Sequence[str] = (),
-    num_steps: np.ndarray | None = None,
-    actions: Sequence[str] = (),
-) -> np.ndarray:
-    """Step reward per leaf, float64 `[N]` (NaN elsewhere): the similarity of `actions [P]` to their
-    expert steps, or the forest's leaf rewards when no actions are given; -1 where `parsed [P]` is False."""
-    leaves = forest.leaves
-    rooted = forest.parent[leaves] < 0
-    if rooted.any():
-        leaf = int(leaves[np.argmax(rooted)])
-        raise InvalidArgument(f"forest.parent[{leaf}]", f"leaf {leaf} is a root; an action forks from a trunk node")
-    if actions:
-        step = expert_step_of_leaves(forest, num_steps)
-        if len(expert_steps) != int(num_steps.sum()):
-            raise InvalidArgument(
-                "step_similarity.expert_steps", f"has {len(expert_steps)} texts but num_steps sums to {num_steps.sum()}"
-            )
-        given = np.fromiter((similarity(a, expert_steps[e]) for a, e in zip(actions, step.tolist())),
-                            np.float64, len(leaves))
+    if inputs.actions:
+        given = np.fromiter((similarity(a, inputs.expert_steps[e])
+                             for a, e in zip(inputs.actions, inputs.expert_step.tolist())), np.float64, len(leaves))
     else:
         given = forest.reward[leaves]
     out = np.full(forest.num_nodes, np.nan)
-    out[leaves] = np.where(parsed, given, UNPARSED_REWARD)
+    out[leaves] = np.where(inputs.parsed, given, UNPARSED_REWARD)
     return out
 
 

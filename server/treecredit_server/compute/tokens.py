@@ -2,8 +2,8 @@
 kernels, on the GPU when there is one. Knows nothing of protobuf or gRPC; torch and the kernels are imported
 inside the functions that call them.
 
-Arrays arrive as read-only views of request bytes (or of a shared-memory region) and are handed to torch
-without a copy (`tensors.as_tensor`).
+Arrays arrive as read-only views of request bytes, or of a shared-memory region that `compute` maps for the
+computation, and are handed to torch without a copy (`tensors.as_tensor`).
 bfloat16 logits arrive as their raw uint16 words and are viewed as torch.bfloat16, never widened.
 """
 
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from treecredit_server.compute.tensors import as_tensor
+from treecredit_server.shared_memory import SharedMemoryRegistry
 
 DEVICES = ("auto", "cpu", "cuda")
 DEFAULT_K = 20
@@ -30,6 +31,26 @@ class LogitsInput:
     ids: np.ndarray  # int32 | int64, each in [0, V)
     k: int = DEFAULT_K
     temperature: float = 1.0
+
+
+@dataclass(frozen=True)
+class SharedLogitsInput:
+    """Logits `[T, V]` of `dtype` in bytes [offset, offset + T V itemsize) of the registered shared-memory region
+    `region`, read for the duration of the computation; the rest as in `LogitsInput`."""
+
+    region: str
+    offset: int
+    dtype: np.dtype
+    shape: tuple[int, int]
+    bfloat16: bool
+    ids: np.ndarray
+    k: int = DEFAULT_K
+    temperature: float = 1.0
+    field: str = "shared_logits"  # the request's name for it, in errors
+
+    def logits(self, view: memoryview) -> LogitsInput:
+        return LogitsInput(np.frombuffer(view, self.dtype).reshape(self.shape), self.bfloat16, self.ids, self.k,
+                           self.temperature)
 
 
 @dataclass(frozen=True)
@@ -67,11 +88,17 @@ def resolve_device(device: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def compute(job: LogitsInput | TopkInput, device: str = "auto") -> Stats:
-    """The statistics of `job`, computed on `device` ("auto", "cpu" or "cuda"); results are on the host."""
+def compute(job: LogitsInput | SharedLogitsInput | TopkInput, device: str = "auto",
+            shared_memory: SharedMemoryRegistry | None = None) -> Stats:
+    """The statistics of `job`, computed on `device` ("auto", "cpu" or "cuda"); results are on the host. Shared
+    logits are read from `shared_memory`, the region mapped while they are computed on."""
     import torch
     from treecredit_kernels import token_stats, topk_confidence
 
+    if isinstance(job, SharedLogitsInput):
+        nbytes = job.dtype.itemsize * job.shape[0] * job.shape[1]
+        return shared_memory.read(job.region, job.offset, nbytes, job.field,
+                                  lambda view: compute(job.logits(view), device), alignment=job.dtype.itemsize)
     where = resolve_device(device)
     if isinstance(job, TopkInput):
         result = topk_confidence(as_tensor(job.topk_logprobs).to(where))

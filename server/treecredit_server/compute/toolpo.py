@@ -8,19 +8,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from treecredit.errors import InvalidArgument
 from treecredit_server.compute.credit import z_scores
 from treecredit_server.compute.forest import ForestArrays
 
 
 def advantages(forest: ForestArrays, action_reward: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """`(A_succ, A_act)`, float64 `[N]` each, NaN off the leaves: the forest's leaf rewards (success)
-    and `action_reward [N]`, each mean-centred over its group's leaves (no std)."""
+    and `action_reward [N]` (finite at the leaves), each mean-centred over its group's leaves (no std)."""
     leaves = forest.leaves
-    bad = ~np.isfinite(action_reward[leaves])
-    if bad.any():
-        leaf = int(leaves[np.argmax(bad)])
-        raise InvalidArgument(f"tool_calls.action_reward[{leaf}]", f"leaf {leaf} has no finite action reward")
     group = forest.group[leaves]
     success, action = (np.full(forest.num_nodes, np.nan) for _ in range(2))
     success[leaves] = z_scores(forest.reward[leaves], group, forest.num_groups, normalize_std=False)

@@ -1,6 +1,6 @@
 """The trace confidence of every trajectory of a forest (ALGORITHMS.md section 5), for Score, Filter and forks.
 
-Token confidences come from the forest (its `confidence`, else -mean of its `topk_logprobs`); tokens whose
+Token confidences come from the forest (its `confidence`, else `topk_confidence` of its `topk_logprobs`); tokens whose
 loss mask is 0 are dropped and the per-node counts recomputed before one call of the `tree_window_confidence`
 kernel gives all four metrics. torch and the kernels are imported inside the functions that call them.
 """
@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from treecredit.errors import InvalidArgument
 from treecredit_server.compute.forest import ForestArrays
 from treecredit_server.compute.tensors import as_tensor
 
@@ -33,20 +32,24 @@ def has_token_confidence(forest: ForestArrays) -> bool:
     return "confidence" in forest.tokens or "topk_logprobs" in forest.tokens
 
 
-def token_confidence(forest: ForestArrays, name: str = "forest") -> np.ndarray:
-    """Token confidences float64 `[T]`: the forest's `confidence`, else -mean of each row of `topk_logprobs`."""
-    tokens = forest.tokens
-    if "confidence" in tokens:
-        confidence = np.asarray(tokens["confidence"], dtype=np.float64)
-        _require_finite(f"{name}.confidence", ~np.isfinite(confidence))
-        return confidence
-    if "topk_logprobs" in tokens:
-        from treecredit_kernels import topk_confidence
+def topk_confidence(topk_logprobs: np.ndarray) -> np.ndarray:
+    """float64 `[T]`: -mean of the finite entries of each row of `topk_logprobs [T, k]` (ALGORITHMS.md section 4;
+    -inf is padding, a row without a finite entry gives 0, as in `treecredit_kernels.topk_confidence`). numpy on
+    the host: Watch applies it on the event loop, where a torch call would cost 10-100 times more."""
+    finite = np.isfinite(topk_logprobs)
+    if topk_logprobs.shape[1] and finite.all():
+        return -topk_logprobs.mean(axis=1, dtype=np.float64)
+    count = finite.sum(axis=1)
+    total = np.where(finite, topk_logprobs, 0).sum(axis=1, dtype=np.float64)
+    return np.where(count > 0, -total / np.maximum(count, 1), 0.0)
 
-        topk = tokens["topk_logprobs"]
-        _require_finite(f"{name}.topk_logprobs", np.isnan(topk).any(axis=1) | (topk == np.inf).any(axis=1))
-        return topk_confidence(as_tensor(topk)).confidence.numpy().astype(np.float64)
-    raise InvalidArgument(f"{name}.confidence", "token confidences or top-k log-probs (topk_logprobs) are required")
+
+def token_confidence(forest: ForestArrays) -> np.ndarray:
+    """Token confidences float64 `[T]` of a forest that `has_token_confidence`: its `confidence`, else
+    `topk_confidence` of its `topk_logprobs`."""
+    if "confidence" in forest.tokens:
+        return np.asarray(forest.tokens["confidence"], dtype=np.float64)
+    return topk_confidence(forest.tokens["topk_logprobs"])
 
 
 def masked_confidence(forest: ForestArrays, confidence: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -59,25 +62,12 @@ def masked_confidence(forest: ForestArrays, confidence: np.ndarray) -> tuple[np.
     return confidence[mask], np.concatenate(([0], np.cumsum(counts)))
 
 
-def trajectory_confidence(forest: ForestArrays, *, window: int = 2048, tail: int = 2048,
-                          name: str = "forest") -> TraceConfidence:
-    """Lowest, bottom-10%, tail and mean confidence of every trajectory; InvalidArgument (naming `name`'s field)
-    when the forest has no token confidences or they are NaN / +inf."""
+def trajectory_confidence(forest: ForestArrays, *, window: int = 2048, tail: int = 2048) -> TraceConfidence:
+    """Lowest, bottom-10%, tail and mean confidence of every trajectory of a forest that `has_token_confidence`."""
     from treecredit_kernels import tree_window_confidence
 
-    confidence, offsets = masked_confidence(forest, token_confidence(forest, name))
+    confidence, offsets = masked_confidence(forest, token_confidence(forest))
     leaves = forest.leaves
     result = tree_window_confidence(*(as_tensor(a) for a in (confidence, offsets, forest.parent, leaves)),
                                     window=window, tail=tail)
     return TraceConfidence(leaves.astype(np.int64), *(part.numpy() for part in result))
-
-
-def score_trace_confidence(forest: ForestArrays, *, window: int, tail: int) -> TraceConfidence | None:
-    """What Score returns: the trace confidence, or None when the forest carries no token confidences."""
-    return trajectory_confidence(forest, window=window, tail=tail) if has_token_confidence(forest) else None
-
-
-def _require_finite(field: str, bad: np.ndarray) -> None:
-    if bad.any():
-        index = int(np.argmax(bad))
-        raise InvalidArgument(f"{field}[{index}]", "is NaN or +inf")

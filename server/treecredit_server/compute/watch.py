@@ -19,6 +19,7 @@ import numpy as np
 
 from treecredit.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
 from treecredit_server.compute.filtering import grouped_threshold
+from treecredit_server.compute.trace_confidence import topk_confidence
 
 BYTES_PER_RING_ENTRY = 16  # a float64 prefix sum and a float64 lowest-so-far
 
@@ -100,27 +101,44 @@ class Summary:
 
 @dataclass(frozen=True)
 class Chunk:
-    """Tokens of several trajectories: `trajectory [C]`, `num_tokens [C]`, `confidence [sum num_tokens]`."""
+    """Tokens of several trajectories: `trajectory [C]`, `num_tokens [C]` (int64), and for the sum(num_tokens) tokens
+    either their `confidence [M]` or the top-k log-probs `[M, k]` it comes from (`trace_confidence.topk_confidence`)."""
 
     trajectory: np.ndarray
     num_tokens: np.ndarray
-    confidence: np.ndarray
+    confidence: np.ndarray | None = None
+    topk_logprobs: np.ndarray | None = None
 
-    @classmethod
-    def of(cls, trajectory: np.ndarray, num_tokens: np.ndarray, *, confidence: np.ndarray | None = None,
-           topk_logprobs: np.ndarray | None = None) -> Chunk:
-        """From token confidences `[M]`, or top-k log-probs `[M, k]` (confidence = -mean of the finite values;
-        -inf is padding, as in `treecredit_kernels.topk_confidence`)."""
-        if confidence is None:
-            finite = np.isfinite(topk_logprobs)
-            if finite.all():
-                confidence = -topk_logprobs.mean(axis=1, dtype=np.float64)
-            else:
-                count = finite.sum(axis=1)
-                total = np.where(finite, topk_logprobs, 0).sum(axis=1, dtype=np.float64)
-                confidence = np.where(count > 0, -total / np.maximum(count, 1), 0.0)
-        return cls(trajectory.astype(np.int64, copy=False), num_tokens.astype(np.int64, copy=False),
-                   np.asarray(confidence, dtype=np.float64))
+    def token_confidence(self) -> np.ndarray:
+        """float64 `[M]`."""
+        if self.confidence is None:
+            return topk_confidence(self.topk_logprobs)
+        return np.asarray(self.confidence, dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class Start:
+    trajectory: int
+    parent: int | None
+    fork_offset: int
+    field: str  # the request's name for it, in errors
+
+
+@dataclass(frozen=True)
+class Finish:
+    trajectory: int
+    answer: str | None
+    field: str
+
+
+@dataclass(frozen=True)
+class Step:
+    """One request of a stream: it may open the session, then starts, one chunk, finishes, applied in that order."""
+
+    opens: bool
+    starts: list[Start]
+    chunk: Chunk | None
+    finishes: list[Finish]
 
 
 class WatchSession:
@@ -153,6 +171,17 @@ class WatchSession:
         self._lowest_at = np.full((capacity, options.ring), np.inf)
 
     # -- events ----------------------------------------------------------------------------------
+    def apply(self, step: Step) -> Decisions:
+        """Everything one request causes."""
+        decisions = self.opened() if step.opens else Decisions([])
+        for start in step.starts:
+            decisions.add(self.start(start.trajectory, start.parent, start.fork_offset, start.field))
+        if step.chunk is not None:
+            decisions.add(self.chunk(step.chunk))
+        for finish in step.finishes:
+            decisions.add(self.finish(finish.trajectory, finish.answer, finish.field))
+        return decisions
+
     def opened(self) -> Decisions:
         """What the session says as it opens: a fixed threshold is set at once."""
         return Decisions([], threshold=self.threshold if self.threshold_set else None)
@@ -220,7 +249,7 @@ class WatchSession:
         # Tokens of stopped trajectories were in flight when the STOP went out: they are dropped.
         active = (self._status[slots] == Status.RUNNING) & (chunk.num_tokens > 0)
         slots, lengths = slots[active], chunk.num_tokens[active]
-        confidence = chunk.confidence[np.repeat(active, chunk.num_tokens)]
+        confidence = chunk.token_confidence()[np.repeat(active, chunk.num_tokens)]
         if len(confidence) == 0:
             return Decisions([])
         W, R = self.options.window, self.options.ring
