@@ -15,7 +15,8 @@ import treecredit
 from treecredit.client import pack_request
 from treecredit.errors import ResourceExhausted
 from treecredit.v1 import credit_pb2_grpc
-from treecredit_server.codec.score import decode_forest
+from treecredit_server.codec.forest import decode_forest
+from treecredit_server.codec.packing import decode_pack
 from treecredit_server.compute import packing
 from treecredit_server.config import Limits
 
@@ -192,7 +193,7 @@ def test_unknown_loss_agg_mode_is_refused(server):
     with grpc.insecure_channel(server.target) as channel, pytest.raises(grpc.RpcError) as error:
         credit_pb2_grpc.CreditServiceStub(channel).Pack(request, timeout=30)
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert error.value.details().startswith("options.loss_agg_mode: unknown or unspecified mode 9")
+    assert error.value.details().startswith("options.loss_agg_mode: unknown value 9; expected one of")
     with pytest.raises(ValueError, match="unknown loss_agg_mode 'mean'"):
         pack_request(example_forest(), "grpo", loss_agg_mode="mean")
 
@@ -210,11 +211,13 @@ def test_copies_over_the_token_limit_are_refused_before_they_are_made():
     forest = treecredit.Forest.from_arrays(
         parent, group=np.zeros(2 * chain, np.int64), reward=np.r_[np.full(chain, np.nan), np.zeros(chain)],
         num_tokens=np.ones(2 * chain, np.int64), token_ids=np.zeros(2 * chain, np.int64))
-    decoded = decode_forest(forest.to_proto(), Limits())
-    layout = packing.layout(decoded, 1001, 1, max_tokens=1 << 20)
+    options = packing.PackOptions(packing.LossAggMode.TOKEN_MEAN, None, 1001, 1)
+    layout = packing.layout(decode_forest(forest.to_proto(), Limits()), options)
     assert layout.microbatch_tokens.tolist() == [1001] * 1000 and layout.owned.sum() == 2 * chain
-    with pytest.raises(ResourceExhausted, match="options.microbatch_tokens: the microbatches would hold up to 1001000"):
-        packing.layout(decoded, 1001, 1, max_tokens=1_000_000)
+    request = pack_request(forest, "grpo", microbatch_tokens=1001)
+    assert decode_pack(request, Limits(max_tokens=1_001_000)).options == options
+    with pytest.raises(ResourceExhausted, match="options.microbatch_tokens: the microbatches would hold 1001000"):
+        decode_pack(request, Limits(max_tokens=1_000_000))
 
 
 def test_the_figure_in_docs_is_drawn_from_a_packed_forest(client):

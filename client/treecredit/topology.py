@@ -329,9 +329,12 @@ class TrajectoryLayout:
         head_rank = np.full(len(parent), -1, np.int64)
         head_rank[heads] = np.arange(len(heads))
         heads_tree = Topology.of(np.where(parent[heads] >= 0, head_rank[head[above[heads]]], -1))
-        row, ranked = heads_tree.path_pairs(head_rank[head[leaves]])
-        order = np.lexsort((heads_tree.depth[ranked], row))
-        row, first = row[order], heads[ranked[order]]
+        leaf_head = head_rank[head[leaves]]
+        pair_row, ranked = heads_tree.path_pairs(leaf_head)
+        runs_per_row = heads_tree.depth[leaf_head] + 1
+        first = np.empty(int(runs_per_row.sum()), np.int64)  # a row's heads sit at its offset plus their depth
+        first[(np.cumsum(runs_per_row) - runs_per_row)[pair_row] + heads_tree.depth[ranked]] = heads[ranked]
+        row = np.repeat(np.arange(len(leaves)), runs_per_row)
         last_of_row = np.r_[row[1:] != row[:-1], True] if len(row) else np.zeros(0, bool)
         end = np.where(last_of_row, leaves[row], parent[np.r_[first[1:], 0][: len(first)]])
         count = self.path_start[end] + num_tokens[end] - self.path_start[first]
