@@ -44,14 +44,20 @@ def vm_rss_kib(pid: int) -> int:
         return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
 
 
-@pytest.fixture(scope="module")
-def fuzzed_server():
-    """A server of our own, so that its memory and liveness say something about these requests alone."""
-    started = start_server("--metrics-port", "-1", "--watch-session-mb", "4", "--max-shared-memory-regions", "2")
+def own_server(*args: str):
+    """A server of our own, so that its memory and liveness say something about these requests alone (a module
+    fixture yields from this): it must outlive the tests and stop cleanly."""
+    started = start_server("--metrics-port", "-1", "--watch-session-mb", "4", "--max-shared-memory-regions", "2",
+                           *args)
     started.drain_log()
     yield started
     assert started.process.poll() is None, "the server died under fuzzing"
     assert started.stop() == 0
+
+
+@pytest.fixture(scope="module")
+def fuzzed_server():
+    yield from own_server()
 
 
 @pytest.fixture(scope="module")

@@ -216,7 +216,7 @@ def test_copies_over_the_token_limit_are_refused_before_they_are_made():
     assert layout.microbatch_tokens.tolist() == [1001] * 1000 and layout.owned.sum() == 2 * chain
     request = pack_request(forest, "grpo", microbatch_tokens=1001)
     assert decode_pack(request, Limits(max_tokens=1_001_000)).options == options
-    with pytest.raises(ResourceExhausted, match="options.microbatch_tokens: the microbatches would hold 1001000"):
+    with pytest.raises(ResourceExhausted, match="options.microbatch_tokens: 1001000 tokens in the microbatches"):
         decode_pack(request, Limits(max_tokens=1_000_000))
 
 

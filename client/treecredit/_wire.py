@@ -70,7 +70,8 @@ def decode(
     """The array a Tensor holds, read-only and without a copy (bfloat16 is widened to float32).
 
     Checks, before anything is allocated: the dtype is one of `dtypes`, the shape has `ndim`
-    non-negative dimensions, `max_elements` is respected, and the bytes match dtype and shape.
+    non-negative dimensions, `max_elements` bounds every dimension and their product (a zero-sized
+    dimension does not exempt the others), and the bytes match dtype and shape.
     """
     array = decode_words(tensor, field, dtypes=dtypes, ndim=ndim, max_elements=max_elements)
     if tensor.dtype == pb.DATA_TYPE_BFLOAT16:
@@ -99,9 +100,12 @@ def decode_words(
         raise InvalidArgument(f"{field}.shape", f"negative dimension in {list(shape)}")
     if math.prod(max(d, 1) for d in shape) * _NUMPY_OF[tensor.dtype].itemsize >= 1 << 63:
         raise InvalidArgument(f"{field}.shape", f"{list(shape)} is too large to address, even when empty")
-    elements = math.prod(shape)
+    elements = math.prod(shape)  # Python ints: cannot wrap
     if max_elements is not None and elements > max_elements:
         raise ResourceExhausted(f"{field}.shape", f"{elements} elements exceed the limit of {max_elements}")
+    if max_elements is not None and max(shape, default=0) > max_elements:
+        raise ResourceExhausted(f"{field}.shape", f"{list(shape)} has a dimension over the limit of {max_elements} "
+                                                  "elements, though it holds none")
     itemsize = _NUMPY_OF[tensor.dtype].itemsize
     data = tensor.data  # each read of a bytes field copies it: read once
     if len(data) != elements * itemsize:
@@ -127,3 +131,57 @@ class Results:
     @classmethod
     def from_proto(cls, message):
         return cls(**{f: decode_result(getattr(message, f), f, cls.NDIM.get(f, 1)) for f in cls.__dataclass_fields__})
+
+
+# -- sizes a request asks for ------------------------------------------------------------------------
+# Every count, sum of counts and product of counts that a request implies goes through these before the
+# server sums, multiplies or allocates anything with it: each entry is checked against the limit first,
+# then the total is taken in arithmetic that cannot wrap.
+
+def check_size(value: int, field: str, limit: int, unit: str) -> int:
+    """`value` (a Python int: a count, or a product of counts taken in Python ints), checked to lie in
+    [0, limit]: InvalidArgument when negative, ResourceExhausted when over."""
+    value = int(value)
+    if value < 0:
+        raise InvalidArgument(field, f"is negative ({value})")
+    if value > limit:
+        raise ResourceExhausted(field, f"{value} {unit} exceed the limit of {limit}")
+    return value
+
+
+def check_sizes(counts: np.ndarray, field: str, limit: int, unit: str) -> int:
+    """The exact total of the integer counts `[n]`: each entry checked to lie in [0, limit] (the error names
+    `field[i]`), then their sum checked against `limit` (the error names `field`)."""
+    counts = np.asarray(counts)
+    negative = counts < 0
+    if negative.any():
+        index = int(np.argmax(negative))
+        raise InvalidArgument(f"{field}[{index}]", f"is negative ({counts[index]})")
+    over = counts > limit
+    if over.any():
+        index = int(np.argmax(over))
+        raise ResourceExhausted(f"{field}[{index}]", f"{counts[index]} {unit} exceed the limit of {limit}")
+    total = exact_sum(counts)
+    if total > limit:
+        raise ResourceExhausted(field, f"{total} {unit} in all exceed the limit of {limit}")
+    return total
+
+
+def check_products(first: np.ndarray, second: np.ndarray, field: str, limit: int, unit: str) -> np.ndarray:
+    """int64 `first * second`, entry by entry, for counts already checked to be non-negative: each product is
+    checked against `limit` by division before it is formed (the error names `field[i]`), so none wraps."""
+    first, second = np.asarray(first, np.int64), np.asarray(second, np.int64)
+    over = (first > 0) & (second > limit // np.maximum(first, 1))
+    if over.any():
+        index = int(np.argmax(over))
+        raise ResourceExhausted(f"{field}[{index}]", f"{first[index]} x {second[index]} = "
+                                                     f"{int(first[index]) * int(second[index])} {unit} exceed the "
+                                                     f"limit of {limit}")
+    return first * second
+
+
+def exact_sum(counts: np.ndarray) -> int:
+    """The sum of non-negative integers `[n]` as a Python int, whatever their size: the high and low 32 bits
+    are summed apart (each partial sum fits in int64 for n < 2^31), then joined."""
+    counts = np.asarray(counts).astype(np.int64, copy=False)
+    return (int((counts >> 32).sum()) << 32) + int((counts & 0xFFFFFFFF).sum())

@@ -58,6 +58,10 @@ def reflection_reward(
     if bool((G < 0).any()) or bool((L < 0).any()):
         raise ValueError("rows and cols must be >= 0")
     Q = G.numel()
+    # int64 products and sums of huge sizes wrap (2^32 * 2^32 is 0): check by division, then in float64.
+    if bool(((G > 0) & (L > torch.iinfo(torch.int64).max // G.clamp(min=1))).any()) or \
+            float((G.double() * L.double()).sum()) >= 2.0**62:
+        raise ValueError(f"rows*cols overflow int64; ell has {x.numel()} values")
     sizes = G * L
     if int(sizes.sum()) != x.numel():
         raise ValueError(f"ell has {x.numel()} values, rows*cols sum to {int(sizes.sum())}")

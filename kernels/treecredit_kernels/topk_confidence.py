@@ -24,6 +24,9 @@ import torch
 from treecredit_kernels import backend
 
 MAX_K = 1024
+# The torch path works on blocks of this many rows: its float64 temporaries stay a few MiB whatever T is
+# (on the whole array they were about 40 times the float16 input).
+TORCH_BLOCK_ROWS = 1 << 14
 
 
 class TopkConfidence(NamedTuple):
@@ -48,6 +51,9 @@ def topk_confidence(topk_logprobs: torch.Tensor) -> TopkConfidence:
 
 
 def _topk_confidence_torch(x: torch.Tensor) -> TopkConfidence:
+    if len(x) > TORCH_BLOCK_ROWS:
+        blocks = [_topk_confidence_torch(block) for block in x.split(TORCH_BLOCK_ROWS)]
+        return TopkConfidence(*(torch.cat(parts) for parts in zip(*blocks)))
     l = x.double()
     fin = l > float("-inf")
     cnt = fin.sum(-1)

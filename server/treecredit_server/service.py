@@ -17,7 +17,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 
 import grpc
 
-from treecredit.errors import FIELD_KEY, REQUEST_ID_KEY, InvalidArgument, RequestError
+from treecredit.errors import FIELD_KEY, REQUEST_ID_KEY, InvalidArgument, RequestError, ResourceExhausted
 from treecredit.v1 import confidence_pb2 as cpb
 from treecredit.v1 import credit_pb2 as pb
 from treecredit.v1 import credit_pb2_grpc as pb_grpc
@@ -41,7 +41,12 @@ INLINE_WATCH_BYTES = 1 << 20
 
 
 def unary(handler):
-    """Wrap a unary RPC: a request id, one log line per call, request errors mapped onto statuses."""
+    """Wrap a unary RPC: a request id, one log line per call, request errors mapped onto statuses.
+
+    The status is settled first (a response too large to send is refused here, not by gRPC after the log
+    line), then the call is logged and metered, then the status leaves: whoever has the answer finds it
+    recorded, under the status the client got. A failure to record is logged and changes nothing.
+    """
 
     @functools.wraps(handler)
     async def call(self, request, context: grpc.aio.ServicerContext):
@@ -49,38 +54,56 @@ def unary(handler):
         request_id = dict(context.invocation_metadata() or ()).get(REQUEST_ID_KEY) or uuid.uuid4().hex[:16]
         context.set_trailing_metadata(((REQUEST_ID_KEY, request_id),))
         peer = context.peer()  # read now: after a cancellation, reading it crashes grpcio 1.85 (SIGSEGV)
-        status, response = grpc.StatusCode.OK, None
+        status, details, response, response_bytes = grpc.StatusCode.OK, "", None, 0
         metrics.call_started(handler.__name__)
+
+        def record(status: grpc.StatusCode) -> None:
+            seconds = time.perf_counter() - started
+            _recorded(_log.info, "rpc", method=handler.__name__, peer=peer, request_id=request_id,
+                      request_bytes=request.ByteSize(), response_bytes=response_bytes,
+                      duration_ms=round(1000 * seconds, 3), status=status.name)
+            _recorded(metrics.call_finished, handler.__name__, status.name, seconds)
+
         try:
             if isinstance(request, MalformedRequest):
                 raise request.refuse()
             response = await handler(self, request, context)
-            return response
+            response_bytes = _sendable_size(response, self._max_response_bytes)
         except RequestError as error:
-            status = error.code()
+            status, details, response, response_bytes = error.code(), str(error), None, 0
             context.set_trailing_metadata(((REQUEST_ID_KEY, request_id), (FIELD_KEY, error.field.encode())))
-            await context.abort(status, str(error))
         except asyncio.CancelledError:
-            status = grpc.StatusCode.CANCELLED
+            record(grpc.StatusCode.CANCELLED)
             raise
         except Exception:
-            status = grpc.StatusCode.INTERNAL
-            _log.exception("rpc_failed", method=handler.__name__, request_id=request_id)
-            await context.abort(status, f"internal error; request id {request_id}")
-        finally:
-            _log.info(
-                "rpc",
-                method=handler.__name__,
-                peer=peer,
-                request_id=request_id,
-                request_bytes=request.ByteSize(),
-                response_bytes=response.ByteSize() if response is not None else 0,
-                duration_ms=round(1000 * (time.perf_counter() - started), 3),
-                status=status.name,
-            )
-            metrics.call_finished(handler.__name__, status.name, time.perf_counter() - started)
+            status, details = grpc.StatusCode.INTERNAL, f"internal error; request id {request_id}"
+            response, response_bytes = None, 0
+            _recorded(_log.exception, "rpc_failed", method=handler.__name__, request_id=request_id)
+        record(status)
+        if status is not grpc.StatusCode.OK:
+            await context.abort(status, details)
+        return response
 
     return call
+
+
+def _recorded(write, *args, **fields) -> None:
+    """Call a logging or metrics `write`; should it fail, log that (if logging works) and carry on."""
+    try:
+        write(*args, **fields)
+    except Exception:
+        with contextlib.suppress(Exception):
+            _log.exception("record_failed", record=args[0] if args else None)
+
+
+def _sendable_size(response, max_bytes: int) -> int:
+    """The size of `response` (a message, or None for a stream); ResourceExhausted when it is over what the server
+    may send."""
+    size = response.ByteSize() if response is not None else 0
+    if size > max_bytes:
+        raise ResourceExhausted("response", f"{size} bytes exceed the {max_bytes} bytes the server may send "
+                                            "(--max-message-mb, at most 2 GiB); ask for less per call")
+    return size
 
 
 class _CountedRequests:
@@ -137,6 +160,7 @@ def stream(handler):
 class CreditService(pb_grpc.CreditServiceServicer):
     def __init__(self, settings: Settings):
         self._limits = settings.limits
+        self._max_response_bytes = min(settings.max_message_bytes, (1 << 31) - 1)  # protobuf's own ceiling: 2 GiB
         # Batch computations and Watch events run on separate threads, so that a stop decision never waits
         # behind a large Score or Filter.
         self._compute = ThreadPoolExecutor(settings.compute_threads, thread_name_prefix="compute")

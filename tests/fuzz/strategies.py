@@ -80,7 +80,7 @@ def forests(draw) -> forest_pb2.Forest:
     message = forest_pb2.Forest(**{name: _wire.encode(value) for name, value in present.items()})
     for _ in range(draw(st.integers(0, 2))):
         field = draw(st.sampled_from(sorted(fields)))
-        how = draw(st.sampled_from(["entry", "length", "drop", "tensor", "dtype"]))
+        how = draw(st.sampled_from(["entry", "length", "drop", "tensor", "dtype", "wrap"]))
         values = np.array(fields[field], copy=True)
         if how == "entry" and len(values):
             index = draw(st.integers(0, len(values) - 1))
@@ -91,11 +91,17 @@ def forests(draw) -> forest_pb2.Forest:
                                                           else np.concatenate([values, values[:1]])))
         elif how == "drop":
             message.ClearField(field)
+        elif how == "wrap":  # counts of 2^62: four of them sum to 0 in int64, the token arrays empty to match
+            message.num_tokens.CopyFrom(_wire.encode(np.where(np.arange(n) < 4, 2**62, 0)))
+            for name in ("token_ids", "loss_mask", "logprobs", "topk_logprobs", "confidence"):
+                if message.HasField(name):
+                    getattr(message, name).CopyFrom(_wire.encode(np.asarray(fields[name])[:0]))
         elif how == "tensor":
             getattr(message, field).CopyFrom(draw(tensors()))
         else:
-            getattr(message, field).CopyFrom(_wire.encode(values.astype(draw(st.sampled_from(
-                [np.int32, np.int64, np.float32, np.float64, np.uint8, np.bool_, np.float16])))))
+            cast = draw(st.sampled_from([np.int32, np.int64, np.float32, np.float64, np.uint8, np.bool_, np.float16]))
+            with np.errstate(all="ignore"):  # NaN rewards cast to integers
+                getattr(message, field).CopyFrom(_wire.encode(values.astype(cast)))
     return message
 
 
@@ -187,7 +193,10 @@ def watch_events(draw) -> list[confidence_pb2.WatchRequest]:
             counts = draw(st.lists(st.integers(0, 4), min_size=len(trajectory), max_size=len(trajectory)))
             if not draw(st.integers(0, 7)):
                 counts = counts[:-1] + [draw(st.integers(-1, 4))] * 2  # a length off, or negative
-            total = max(sum(counts), 0) + draw(st.sampled_from([0] * 8 + [1, -1]))
+            elif not draw(st.integers(0, 7)):
+                trajectory, counts = [0, 1, 2, 3], [2**62] * 4  # int64 sums wrap to 0: no tokens to match
+            total = max(sum(counts) % 2**64 if 2**62 in counts else sum(counts), 0) + draw(
+                st.sampled_from([0] * 8 + [1, -1]))
             chunk = pb.TokenChunk(trajectory=_wire.encode(np.array(trajectory, np.int64)),
                                   num_tokens=_wire.encode(np.array(counts, np.int64)))
             which = draw(st.sampled_from(["confidence"] * 4 + ["topk_logprobs", "both", "raw"]))
@@ -268,7 +277,7 @@ def valid_request(name: str, rng: np.random.Generator):
 def perturbed_tensors(draw, tensor: forest_pb2.Tensor) -> forest_pb2.Tensor:
     """`tensor` with one thing wrong: an entry extreme, one entry more or less, another dtype, a shape claim the
     bytes do not back, or replaced outright."""
-    how = draw(st.sampled_from(["entry", "length", "dtype", "shape", "replace"]))
+    how = draw(st.sampled_from(["entry", "length", "dtype", "shape", "replace", "wrap"]))
     dtype = WIRE_DTYPES.get(tensor.dtype)
     shape = list(tensor.shape)
     if (how == "replace" or dtype is None or not shape or min(shape) < 0
@@ -283,7 +292,9 @@ def perturbed_tensors(draw, tensor: forest_pb2.Tensor) -> forest_pb2.Tensor:
             cast = array.astype(np.float64).astype(WIRE_DTYPES[code])
         return forest_pb2.Tensor(dtype=code, shape=cast.shape, data=cast.tobytes())
     array = np.array(array)
-    if how == "length" or not array.size:
+    if how == "wrap" and dtype.kind == "i" and dtype.itemsize == 8:  # every entry 2^62: four or more wrap int64 sums
+        array[...] = 2**62
+    elif how == "length" or not array.size:
         array = array[:-1] if draw(st.booleans()) and len(array) else np.concatenate([array, array[:1]])
     else:
         flat = array.reshape(-1)

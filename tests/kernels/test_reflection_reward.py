@@ -117,3 +117,9 @@ def test_kernel_matches_torch_path(monkeypatch, close, seed):
                 got = mod._reflection_reward_triton(x, Gt, Lt, base, power, *blocks)
                 for name in want._fields:
                     close(getattr(got, name), getattr(want, name), rtol=1e-13, atol=1e-13)
+
+
+def test_sizes_that_wrap_in_int64_are_refused():
+    """2^32 x 2^32 is 0 in int64: an empty ell must not pass for it."""
+    with pytest.raises(ValueError, match="rows\\*cols overflow int64"):
+        reflection_reward(torch.zeros(0, dtype=torch.float64), torch.tensor([2**32]), torch.tensor([2**32]))

@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from treecredit import _wire
-from treecredit.errors import InvalidArgument, ResourceExhausted
+from treecredit.errors import InvalidArgument
 from treecredit.v1 import confidence_pb2 as pb
 from treecredit_server.codec import fields
 from treecredit_server.codec.forest import MAX_TOPK, decode_forest
@@ -151,12 +151,7 @@ def decode_chunk(message: pb.TokenChunk, limits: Limits, name: str = "chunk") ->
     trajectory, num_tokens = array("trajectory", _wire.INTEGER), array("num_tokens", _wire.INTEGER)
     if len(trajectory) != len(num_tokens):
         raise InvalidArgument(f"{name}.num_tokens", f"has {len(num_tokens)} entries for {len(trajectory)} trajectories")
-    if (num_tokens < 0).any():
-        index = int(np.argmax(num_tokens < 0))
-        raise InvalidArgument(f"{name}.num_tokens[{index}]", f"is negative ({num_tokens[index]})")
-    total = int(num_tokens.sum(dtype=np.int64))
-    if total > limits.max_tokens:
-        raise ResourceExhausted(f"{name}.num_tokens", f"{total} tokens exceed the limit of {limits.max_tokens}")
+    total = _wire.check_sizes(num_tokens, f"{name}.num_tokens", limits.max_tokens, "tokens")
     if message.HasField("confidence") == message.HasField("topk_logprobs"):
         raise InvalidArgument(f"{name}.confidence", "exactly one of confidence and topk_logprobs is required")
     if message.HasField("confidence"):

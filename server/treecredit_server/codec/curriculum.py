@@ -21,6 +21,11 @@ def decode_curriculum(request: pb.CurriculumRequest, limits: Limits) -> tuple[Fo
     forest = decode_forest(request.forest, limits)
     trunk_end = array(request, "trunk_end", "trunk_end", _wire.INTEGER, max_elements=limits.max_nodes).astype(np.int64)
     _check_trunks(forest, trunk_end)
+    # The answer's per-depth arrays are [D, S_max + 1]: one deep trunk and many shallow ones make few nodes but
+    # D x S_max cells.
+    deepest = int(forest.topology.depth[trunk_end].max(initial=0))
+    _wire.check_size(len(trunk_end) * (deepest + 1), "trunk_end", limits.max_nodes,
+                     "cells of [D, S_max + 1] per-depth arrays")
     if request.mode not in (pb.CURRICULUM_MODE_UNSPECIFIED, pb.CURRICULUM_MODE_STAGED, pb.CURRICULUM_MODE_MIXED):
         raise InvalidArgument("mode", f"unknown curriculum mode {request.mode}")
     window = request.window if request.HasField("window") else curriculum.WINDOW

@@ -38,16 +38,18 @@ def enum(table: dict, value: int, field: str, enum_type) -> object:
     return table[value]
 
 
-def array(message, field: str, name: str, dtypes, *, length: int | None = None,
+def array(message, field: str, name: str, dtypes, *, length: int | None = None, counted: str = "",
           max_elements: int | None = None, required: bool = True) -> np.ndarray | None:
-    """The 1-d array in `message.<field>` (wire name `name`), of `length` entries if given."""
+    """The 1-d array in `message.<field>` (wire name `name`), of `length` entries if given (`counted` says which
+    fields that length comes from)."""
     if not message.HasField(field):
         if required:
             raise InvalidArgument(name, "is required")
         return None
     values = _wire.decode(getattr(message, field), name, dtypes=dtypes, ndim=1, max_elements=max_elements)
     if length is not None and len(values) != length:
-        raise InvalidArgument(name, f"has {len(values)} entries, expected {length}")
+        raise InvalidArgument(name, f"has {len(values)} entries, expected {length}"
+                                    + (f" ({counted})" if counted else ""))
     return values
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from treecredit import _wire
-from treecredit.errors import InvalidArgument, ResourceExhausted
+from treecredit.errors import InvalidArgument
 from treecredit.v1 import forest_pb2
 from treecredit_server.codec.fields import refuse_first, unusable_topk
 from treecredit_server.compute.forest import ForestArrays
@@ -38,10 +38,8 @@ def decode_forest(message: forest_pb2.Forest, limits: Limits, name: str = "fores
     group = node_array("group", _wire.INTEGER)
     reward = node_array("reward", _wire.FLOAT)
     num_tokens = node_array("num_tokens", _wire.INTEGER, required=False)
-    if num_tokens is not None and len(num_tokens) == len(parent):
-        total = int(num_tokens.sum(dtype=np.int64))
-        if total > limits.max_tokens:
-            raise ResourceExhausted(f"{name}.num_tokens", f"{total} tokens exceed the limit of {limits.max_tokens}")
+    if num_tokens is not None:
+        _wire.check_sizes(num_tokens, f"{name}.num_tokens", limits.max_tokens, "tokens")
     tokens = {}
     for field, (dtypes, ndim) in _TOKEN_FIELDS.items():
         if message.HasField(field):
@@ -77,7 +75,7 @@ def validated(parent: np.ndarray, group: np.ndarray, reward: np.ndarray, num_tok
            lambda i: f"internal node {i} carries a reward ({reward[i]}); only leaves do")
     counts = forest.num_tokens
     refuse_first(f"{name}.num_tokens", counts < 0, lambda i: f"node {i} has a negative count {counts[i]}")
-    total = int(counts.sum())
+    total = _wire.exact_sum(counts)  # a sum of huge counts must not wrap to the tokens given
     for field, values in tokens.items():
         if len(values) != total:
             raise InvalidArgument(f"{name}.{field}", f"has {len(values)} tokens but num_tokens sums to {total}")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from treecredit import _wire
-from treecredit.errors import InvalidArgument, RequestError, ResourceExhausted
+from treecredit.errors import InvalidArgument, RequestError
 from treecredit.v1 import credit_pb2 as pb
 from treecredit.v1 import packing_pb2 as ppb
 from treecredit_server.codec import score as score_codec
@@ -49,8 +49,7 @@ def _decode_options(options: ppb.PackOptions, limits: Limits) -> PackOptions:
     align = optional(options, "align", 1)
     if align < 1:
         raise InvalidArgument("options.align", f"must be >= 1, got {align}")
-    if align > limits.max_tokens:
-        raise ResourceExhausted("options.align", f"{align} exceeds the token limit of {limits.max_tokens}")
+    _wire.check_size(align, "options.align", limits.max_tokens, "tokens")
     microbatch_tokens = optional(options, "microbatch_tokens", None)
     if microbatch_tokens is not None and microbatch_tokens < align:
         raise InvalidArgument("options.microbatch_tokens",
@@ -81,10 +80,8 @@ def _check_microbatches(forest: ForestArrays, options: PackOptions, limits: Limi
         leaf = int(forest.leaves[np.argmax(lengths)])
         raise InvalidArgument("options.microbatch_tokens",
                               f"{budget} cannot hold the trajectory of leaf {leaf} ({lengths.max()} tokens)")
-    total = copied_tokens(forest, room) + int(tokens.sum())
-    if total > limits.max_tokens:
-        raise ResourceExhausted("options.microbatch_tokens", f"the microbatches would hold {total} tokens with "
-                                f"the copies of split trees, over the limit of {limits.max_tokens}")
+    _wire.check_size(copied_tokens(forest, room) + int(tokens.sum()), "options.microbatch_tokens", limits.max_tokens,
+                     "tokens in the microbatches, with the copies of split trees,")
 
 
 def encode_pack(packed: tuple[Weights, Layout]) -> ppb.PackResponse:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from treecredit import _wire
-from treecredit.errors import InvalidArgument, ResourceExhausted
+from treecredit.errors import InvalidArgument
 from treecredit.v1 import reflection_pb2 as pb
 from treecredit_server.codec.fields import array, finite
 from treecredit_server.compute.forest import ForestArrays
@@ -18,17 +18,17 @@ def decode_reflect(message: pb.ReflectRequest, limits: Limits, name: str = "") -
     """Keyword arguments of `reflection.reflect`, checked: ragged shapes agree, values are finite."""
     prefix = f"{name}." if name else ""
     rows = array(message, "rows", prefix + "rows", _wire.INTEGER, max_elements=limits.max_nodes).astype(np.int64)
-    cols = array(message, "cols", prefix + "cols", _wire.INTEGER, length=len(rows),
+    cols = array(message, "cols", prefix + "cols", _wire.INTEGER, length=len(rows), counted="one per query of rows",
                  max_elements=limits.max_nodes).astype(np.int64)
-    for field, sizes in (("rows", rows), ("cols", cols)):
-        if (sizes < 0).any():
-            q = int(np.argmax(sizes < 0))
-            raise InvalidArgument(f"{prefix}{field}[{q}]", f"negative size {sizes[q]}")
-    elements = int((rows * cols).sum())
-    if elements > limits.max_tokens:
-        raise ResourceExhausted(prefix + "ell", f"{elements} entries exceed the limit of {limits.max_tokens}")
-    ell = array(message, "ell", prefix + "ell", _wire.FLOAT, length=elements, max_elements=limits.max_tokens)
-    baseline = array(message, "baseline", prefix + "baseline", _wire.FLOAT, length=int(cols.sum()),
+    # Each factor has its own limit (the response holds sum(rows) rewards and sum(cols) weights), so a zero
+    # in one does not let the other grow without bound; then the products, each checked before the sum.
+    _wire.check_sizes(rows, prefix + "rows", limits.max_nodes, "rollouts")
+    columns = _wire.check_sizes(cols, prefix + "cols", limits.max_tokens, "reference tokens")
+    elements = _wire.check_sizes(_wire.check_products(rows, cols, prefix + "cols", limits.max_tokens, "entries of ell"),
+                                 prefix + "ell", limits.max_tokens, "entries")
+    ell = array(message, "ell", prefix + "ell", _wire.FLOAT, length=elements, counted="rows x cols summed",
+                max_elements=limits.max_tokens)
+    baseline = array(message, "baseline", prefix + "baseline", _wire.FLOAT, length=columns, counted="cols summed",
                      max_elements=limits.max_tokens, required=False)
     for field, values in (("ell", ell), ("baseline", baseline)):
         if values is not None and not np.isfinite(values).all():
@@ -52,7 +52,8 @@ def decode_forest_reflection(message: pb.ReflectRequest, forest: ForestArrays, l
     rows = reflection["rows"]
     leaves_per_group = np.bincount(forest.group[forest.leaves], minlength=forest.num_groups)
     if len(rows) != forest.num_groups:
-        raise InvalidArgument("reflection.rows", f"has {len(rows)} queries for {forest.num_groups} groups")
+        raise InvalidArgument("reflection.rows",
+                              f"has {len(rows)} queries for the {forest.num_groups} groups of forest.group")
     bad = rows != leaves_per_group
     if bad.any():
         q = int(np.argmax(bad))

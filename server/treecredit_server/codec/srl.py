@@ -34,10 +34,11 @@ def decode_step_similarity(message: pb.StepSimilarity, forest: ForestArrays, lim
         return inputs
     num_steps = array(message, "num_steps", "step_similarity.num_steps", _wire.INTEGER,
                       max_elements=limits.max_nodes).astype(np.int64)
+    total_steps = _wire.check_sizes(num_steps, "step_similarity.num_steps", limits.max_nodes, "expert steps")
     expert_step = _expert_step_of_leaves(forest, num_steps)
-    if len(message.expert_steps) != int(num_steps.sum()):
+    if len(message.expert_steps) != total_steps:
         raise InvalidArgument("step_similarity.expert_steps",
-                              f"has {len(message.expert_steps)} texts but num_steps sums to {num_steps.sum()}")
+                              f"has {len(message.expert_steps)} texts but num_steps sums to {total_steps}")
     return srl.StepInputs(inputs.parsed, inputs.min_std, message.expert_steps, expert_step, message.actions)
 
 

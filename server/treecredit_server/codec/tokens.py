@@ -41,11 +41,11 @@ def decode_token_stats(request: pb.TokenStatsRequest, limits: Limits) -> LogitsI
     k, temperature = _options(request, "")
     budget = limits.max_logits_mb * MiB
     if source == "logits":
-        logits = _logits(request.logits, "logits", budget)
+        logits = _logits(request.logits, "logits", budget, limits.max_tokens)
         return LogitsInput(logits, request.logits.dtype == fpb.DATA_TYPE_BFLOAT16,
                            _ids(request, "ids", logits.shape), k, temperature)
     ref, field = request.shared_logits, "shared_logits"
-    dtype, shape = _shared_layout(ref, field, budget)
+    dtype, shape = _shared_layout(ref, field, budget, limits.max_tokens)
     return SharedLogitsInput(ref.region, ref.offset, dtype, shape, ref.dtype == fpb.DATA_TYPE_BFLOAT16,
                              _ids(request, "ids", shape), k, temperature, field)
 
@@ -56,6 +56,7 @@ class ChunkDecoder:
 
     def __init__(self, limits: Limits):
         self._budget = limits.max_logits_mb * MiB
+        self._rows_left = limits.max_tokens  # the response holds a row of statistics per row of logits
         self.count = 0
         self._first: tuple[int, int] | None = None  # (dtype, V)
         self._k, self._temperature = DEFAULT_K, 1.0
@@ -70,7 +71,7 @@ class ChunkDecoder:
                     raise InvalidArgument(f"{name}.{field}", "may be set on the first chunk only")
         if not chunk.HasField("logits"):
             raise InvalidArgument(f"{name}.logits", "is required")
-        logits = _logits(chunk.logits, f"{name}.logits", self._budget)
+        logits = _logits(chunk.logits, f"{name}.logits", self._budget, self._rows_left)
         layout = (chunk.logits.dtype, logits.shape[1])
         if self._first is None:
             self._first = layout
@@ -81,6 +82,7 @@ class ChunkDecoder:
             raise InvalidArgument(f"{name}.logits.shape", f"V = {layout[1]} differs from the first chunk's "
                                                           f"V = {self._first[1]}")
         self._budget -= logits.nbytes
+        self._rows_left -= len(logits)
         ids = _ids(chunk, f"{name}.ids", logits.shape)
         self.count += 1
         return LogitsInput(logits, layout[0] == fpb.DATA_TYPE_BFLOAT16, ids, self._k, self._temperature)
@@ -115,22 +117,29 @@ def _options(message, prefix: str) -> tuple[int, float]:
     return k, temperature
 
 
-def _logits(tensor: fpb.Tensor, field: str, budget: int) -> np.ndarray:
-    """The [T, V] logits a Tensor holds, viewed in place (bfloat16 as its uint16 words), at most `budget` bytes."""
+def _logits(tensor: fpb.Tensor, field: str, budget: int, max_rows: int) -> np.ndarray:
+    """The [T, V] logits a Tensor holds, viewed in place (bfloat16 as its uint16 words), at most `budget` bytes
+    and `max_rows` rows."""
     logits = _wire.decode_words(tensor, field, dtypes=tuple(_LOGIT_DTYPES), ndim=2)
-    _check_budget(f"{field}.shape", logits.nbytes, budget)
-    if logits.shape[0] and not logits.shape[1]:
-        raise InvalidArgument(f"{field}.shape", f"{list(logits.shape)} has an empty vocabulary")
+    _check_layout(f"{field}.shape", logits.shape, logits.itemsize, budget, max_rows)
     return logits
 
 
-def _check_budget(field: str, nbytes: int, budget: int) -> None:
-    if nbytes > budget:
-        raise ResourceExhausted(field, f"{nbytes} bytes of logits exceed the {budget} bytes left of the server's "
-                                       "--max-logits-mb")
+def _check_layout(field: str, shape: tuple[int, int], itemsize: int, budget: int, max_rows: int) -> None:
+    """[T, V] logits of `itemsize` bytes: within `budget` bytes, T within `max_rows` (a row of statistics each), and
+    one row of V within the budget even when T is 0; T > 0 needs V > 0."""
+    rows, vocab = shape
+    if rows * vocab * itemsize > budget:  # Python ints: cannot wrap
+        raise ResourceExhausted(field, f"{rows * vocab * itemsize} bytes of logits exceed the {budget} bytes left of "
+                                       "the server's --max-logits-mb")
+    _wire.check_size(rows, field, max_rows, "rows")
+    _wire.check_size(vocab, field, budget // itemsize, "vocabulary entries")
+    if rows and not vocab:
+        raise InvalidArgument(field, f"{list(shape)} has an empty vocabulary")
 
 
-def _shared_layout(ref: pb.SharedMemoryTensor, field: str, budget: int) -> tuple[np.dtype, tuple[int, int]]:
+def _shared_layout(ref: pb.SharedMemoryTensor, field: str, budget: int,
+                   max_rows: int) -> tuple[np.dtype, tuple[int, int]]:
     if ref.dtype not in _LOGIT_DTYPES:
         allowed = ", ".join(fpb.DataType.Name(d) for d in _LOGIT_DTYPES)
         given = fpb.DataType.Name(ref.dtype) if ref.dtype in fpb.DataType.values() else f"data type {ref.dtype}"
@@ -138,10 +147,8 @@ def _shared_layout(ref: pb.SharedMemoryTensor, field: str, budget: int) -> tuple
     shape = tuple(ref.shape)
     if len(shape) != 2 or min(shape) < 0:
         raise InvalidArgument(f"{field}.shape", f"must be [T, V] with T, V >= 0, got {list(shape)}")
-    if shape[0] and not shape[1]:
-        raise InvalidArgument(f"{field}.shape", f"{list(shape)} has an empty vocabulary")
     dtype = _LOGIT_DTYPES[ref.dtype]
-    _check_budget(f"{field}.shape", shape[0] * shape[1] * dtype.itemsize, budget)
+    _check_layout(f"{field}.shape", shape, dtype.itemsize, budget, max_rows)
     if ref.offset < 0:
         raise InvalidArgument(f"{field}.offset", f"must be >= 0, got {ref.offset}")
     return dtype, shape
@@ -167,5 +174,6 @@ def _topk(tensor: fpb.Tensor, limits: Limits) -> np.ndarray:
                         max_elements=limits.max_tokens * MAX_TOPK)
     if topk.shape[1] > MAX_TOPK:
         raise InvalidArgument("topk_logprobs.shape", f"k = {topk.shape[1]} exceeds {MAX_TOPK}")
+    _wire.check_size(len(topk), "topk_logprobs.shape", limits.max_tokens, "rows")  # even when k is 0
     refuse_first("topk_logprobs", unusable_topk(topk), "holds NaN or +inf")
     return topk
