@@ -40,6 +40,7 @@ RUN apt-get update \
 WORKDIR /src
 COPY deploy/container/wheels/ /wheels/
 COPY pyproject.toml ./
+COPY client/pyproject.toml client/
 COPY deploy/container/requirements.py deploy/container/
 # Dependencies first, in their own layer: editing the source does not reinstall torch.
 RUN python3 deploy/container/requirements.py --leave-out "${LEAVE_OUT}" > requirements.txt \
@@ -49,7 +50,8 @@ COPY README.md ./
 COPY client/ client/
 COPY server/ server/
 COPY kernels/ kernels/
-RUN /opt/treecredit/bin/pip install --no-cache-dir --no-deps --find-links /wheels . \
+# The two distributions: the SDK (client/) and the server (./).
+RUN /opt/treecredit/bin/pip install --no-cache-dir --no-deps --find-links /wheels ./client . \
  && /opt/treecredit/bin/pip check
 
 # --- runtime: the system Python, the virtual environment, an unprivileged user
