@@ -15,7 +15,7 @@ GRPCIO_TOOLS ?= grpcio-tools==1.62.3
 HOST ?= 127.0.0.1
 PORT ?= 50051
 
-.PHONY: run test dist proto bench clean image test-container
+.PHONY: run test test-dist test-verl dist proto bench clean image test-container
 
 # What serving needs: torch, the SDK and the server (editable).
 $(VENV)/.installed: pyproject.toml client/pyproject.toml
@@ -42,9 +42,19 @@ run: $(VENV)/.installed
 test: $(VENV)/.dev $(PROTOC_VENV)/.installed
 	TRITON_INTERPRET=1 TREECREDIT_PROTOC_PYTHON=$(PROTOC_VENV)/bin/python $(PY) -m pytest -q
 
+# Slow (fresh venvs, packages from the index): each distribution alone in a clean venv, and the SDK
+# installed beside the protobuf/grpcio pins trainers have. Prints the versions it checked.
+test-dist: $(VENV)/.dev dist
+	$(PY) -m pytest -q -p no:cacheprovider -s tests/dist
+
+# Slow (about 2 GB): the verl adapter against the real verl 0.9.1 (and its v1 trainer's advantage step) in
+# a venv of its own, the SDK installed beside it without changing a package.
+test-verl: $(VENV)/.dev
+	$(PY) -m pytest -q -p no:cacheprovider -s tests/verl
+
 # Both wheels into dist/: treecredit (the SDK) and treecredit-server.
 dist:
-	rm -rf dist
+	rm -rf dist build client/build
 	$(PYTHON) -m pip wheel --quiet --no-deps --wheel-dir dist ./client .
 
 # Regenerate the committed stubs in client/treecredit/v1 from proto/.
