@@ -1,11 +1,10 @@
 """Print the server's requirements, one per line, read from the pyproject.toml files so they are never listed twice.
 
-    python3 deploy/container/requirements.py [--leave-out triton] [--build-system]
+    python3 deploy/container/requirements.py [--build-system]
 
 The requirements of both distributions (the server's ./pyproject.toml and the SDK's client/pyproject.toml)
-less the distributions themselves, which the image installs from the source. `--leave-out` drops packages
-by name (the CPU image has no use for triton: Triton kernels need a CUDA device outside its test
-interpreter); `--build-system` adds what building the two needs.
+less the distributions themselves, which the image installs from the source; `--build-system` adds what
+building the two needs. Triton is none of them: torch's CUDA builds bring their own.
 """
 
 from __future__ import annotations
@@ -24,22 +23,20 @@ def name(requirement: str) -> str:
     return re.sub(r"[-_.]+", "-", re.match(r"[A-Za-z0-9._-]+", requirement).group()).lower()
 
 
-def requirements(leave_out: set[str], build_system: bool) -> list[str]:
+def requirements(build_system: bool) -> list[str]:
     projects = [tomllib.loads(path.read_text()) for path in PYPROJECTS]
     ours = {name(project["project"]["name"]) for project in projects}
     wanted = [r for project in projects for r in project["project"]["dependencies"]]
     if build_system:
         wanted += [r for project in projects for r in project["build-system"]["requires"]]
-    return list(dict.fromkeys(r for r in wanted if name(r) not in ours | leave_out))
+    return list(dict.fromkeys(r for r in wanted if name(r) not in ours))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--leave-out", default="", help="space- or comma-separated package names to drop")
     parser.add_argument("--build-system", action="store_true", help="add the build-system requirements")
     args = parser.parse_args()
-    leave_out = {name(n) for n in re.split(r"[\s,]+", args.leave_out) if n}
-    print("\n".join(requirements(leave_out, args.build_system)))
+    print("\n".join(requirements(args.build_system)))
 
 
 if __name__ == "__main__":
