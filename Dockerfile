@@ -4,7 +4,7 @@
 #   CUDA:                docker build -t treecredit:cuda \
 #                          --build-arg BASE_IMAGE=nvidia/cuda:13.0.1-runtime-ubuntu24.04 \
 #                          --build-arg TORCH=torch==2.13.0 --build-arg TORCH_INDEX_URL= \
-#                          --build-arg LEAVE_OUT= --build-arg EXTRA_APT_PACKAGES="gcc python3-dev" .
+#                          --build-arg EXTRA_APT_PACKAGES="gcc python3-dev" .
 #
 # Run: docker run --rm -p 50051:50051 treecredit:cpu   (add --gpus all for the CUDA image)
 # `make image` builds the CPU image offline with podman from a local wheelhouse (deploy/container/).
@@ -28,8 +28,6 @@ FROM python AS build
 ARG TORCH=torch==2.13.0+cpu
 # Where pip finds that torch besides PyPI (empty: PyPI only).
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
-# Server dependencies not installed (space-separated names): Triton only runs kernels on CUDA devices.
-ARG LEAVE_OUT=triton
 # pip reads this variable: 1 installs only from the wheelhouse deploy/container/wheels/ (how `make image` builds).
 ARG PIP_NO_INDEX=0
 # hadolint ignore=DL3008
@@ -40,16 +38,18 @@ RUN apt-get update \
 WORKDIR /src
 COPY deploy/container/wheels/ /wheels/
 COPY pyproject.toml ./
+COPY client/pyproject.toml client/
 COPY deploy/container/requirements.py deploy/container/
 # Dependencies first, in their own layer: editing the source does not reinstall torch.
-RUN python3 deploy/container/requirements.py --leave-out "${LEAVE_OUT}" > requirements.txt \
+RUN python3 deploy/container/requirements.py > requirements.txt \
  && /opt/treecredit/bin/pip install --no-cache-dir --find-links /wheels \
       ${TORCH_INDEX_URL:+--extra-index-url "${TORCH_INDEX_URL}"} "${TORCH}" -r requirements.txt
 COPY README.md ./
 COPY client/ client/
 COPY server/ server/
 COPY kernels/ kernels/
-RUN /opt/treecredit/bin/pip install --no-cache-dir --no-deps --find-links /wheels . \
+# The two distributions: the SDK (client/) and the server (./).
+RUN /opt/treecredit/bin/pip install --no-cache-dir --no-deps --find-links /wheels ./client . \
  && /opt/treecredit/bin/pip check
 
 # --- runtime: the system Python, the virtual environment, an unprivileged user

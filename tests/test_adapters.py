@@ -91,6 +91,37 @@ def test_verl_compute_advantage_reads_a_dataproto_and_keeps_torch_dtype_and_devi
     assert data.batch["returns"] is advantages
 
 
+def test_verl_estimator_without_tree_fields_raises_instead_of_scoring_chains(client):
+    token_level_rewards, mask = tree_batch()
+    estimate = verl_adapter.advantage_estimator(client, "tree_grpo")
+    # What verl's trainers pass an estimator: no tree fields.
+    with pytest.raises(ValueError, match=r"^tree_path: the treecredit estimator got no tree fields"):
+        estimate(token_level_rewards=token_level_rewards, response_mask=mask, config=None, index=TREE_ROWS["uid"])
+    with pytest.raises(ValueError, match=r"^segment_lengths: the treecredit estimator got no tree fields"):
+        estimate(token_level_rewards, mask, TREE_ROWS["uid"], tree_path=TREE_ROWS["tree_path"])
+    data = SimpleNamespace(batch={"token_level_rewards": token_level_rewards, "response_mask": mask},
+                           non_tensor_batch={"uid": TREE_ROWS["uid"]})
+    with pytest.raises(ValueError, match=r"^tree_path: "):
+        verl_adapter.compute_advantage(data, client, "tree_grpo")
+    assert "advantages" not in data.batch
+
+
+def test_verl_trees_context_hands_the_fields_to_the_estimator_verl_calls(client):
+    token_level_rewards, mask = tree_batch()
+    estimate = verl_adapter.advantage_estimator(client, "value_diff")
+    direct, _ = estimate(token_level_rewards, mask, TREE_ROWS["uid"], tree_path=TREE_ROWS["tree_path"],
+                         segment_lengths=TREE_ROWS["segment_lengths"])
+    rows = {"tree_path": np.array(TREE_ROWS["tree_path"], dtype=object),
+            "segment_lengths": np.array(TREE_ROWS["segment_lengths"], dtype=object)}
+    with verl_adapter.trees(**verl_adapter.tree_kwargs(rows)):
+        advantages, _ = estimate(token_level_rewards=token_level_rewards, response_mask=mask, config=None,
+                                 index=TREE_ROWS["uid"])
+    np.testing.assert_array_equal(advantages, direct)
+    assert direct[0, 0] == pytest.approx(0.5 - 2 / 3)  # V(a) - V(q), the value_diff test above
+    with pytest.raises(ValueError, match=r"^tree_path: "):  # the block is over
+        estimate(token_level_rewards, mask, TREE_ROWS["uid"])
+
+
 def test_verl_several_trees_per_uid_score_the_intra_tree_term_per_tree(client):
     # uid "q": trees 0 and 1 reuse the same segment ids, which are scoped by tree.
     rewards = np.array([1.0, 0.0, 1.0, 1.0, 1.0])

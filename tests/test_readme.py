@@ -1,18 +1,13 @@
 """The README's client example runs as written, against a real server, and gives the values worked out by hand."""
 
-import re
-from pathlib import Path
-
 import numpy as np
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+from readme_example import client_example
 
 
 def test_readme_client_example_runs(server, capsys):
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
-    example = next(block for block in blocks if "CreditClient" in block)
     namespace: dict = {}
-    exec(compile(example.replace("127.0.0.1:50051", server.target), "README.md", "exec"), namespace)
+    exec(compile(client_example(server.target), "README.md", "exec"), namespace)
     assert "Preferences(winner=" in capsys.readouterr().out
     # By hand (ALGORITHMS.md sections 2-3): leaf rewards 1, 0, 0, 0 in one group and one tree have mean 1/4 and
     # sample std 1/2, so z = 3/2 and -1/2 (with std + 1e-6); tree_grpo adds the same z within the tree. A node's

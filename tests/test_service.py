@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import filecmp
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -59,9 +60,13 @@ def test_sdk_imports_without_torch_triton_or_structlog():
 
 
 def test_committed_stubs_match_the_proto(tmp_path):
+    """`make proto`'s generator (grpcio-tools 1.62.3, in a venv of its own) reproduces the committed stubs."""
+    protoc_python = Path(os.environ.get("TREECREDIT_PROTOC_PYTHON", ROOT / ".venv-protoc" / "bin" / "python"))
+    if not protoc_python.exists():
+        pytest.fail(f"no stub generator at {protoc_python}: run `make .venv-protoc/.installed` (or `make test`)")
     protos = sorted(str(p.relative_to(ROOT / "proto")) for p in (ROOT / "proto").rglob("*.proto"))
     subprocess.run(
-        [sys.executable, "-m", "grpc_tools.protoc", "-Iproto", f"--python_out={tmp_path}",
+        [protoc_python, "-m", "grpc_tools.protoc", "-Iproto", f"--python_out={tmp_path}",
          f"--pyi_out={tmp_path}", f"--grpc_python_out={tmp_path}", *protos],
         cwd=ROOT, check=True,
     )

@@ -17,7 +17,7 @@ deploy/container/base-image.sh debian:bookworm-slim
 echo "deploy/container: filling the wheelhouse $WHEELS"
 platforms=()
 for minor in $(seq 17 36); do platforms+=(--platform "manylinux_2_${minor}_x86_64"); done
-requirements="$("$PYTHON" deploy/container/requirements.py --leave-out triton --build-system)"
+requirements="$("$PYTHON" deploy/container/requirements.py --build-system)"
 mapfile -t requirements <<<"$requirements"
 "$PYTHON" -m pip download --quiet --dest "$WHEELS" --only-binary=:all: \
     --python-version 3.11 --implementation cp --abi cp311 "${platforms[@]}" \

@@ -1,9 +1,10 @@
-"""Print the server's requirements, one per line, read from pyproject.toml so they are never listed twice.
+"""Print the server's requirements, one per line, read from the pyproject.toml files so they are never listed twice.
 
-    python3 deploy/container/requirements.py [--extra server] [--leave-out triton] [--build-system]
+    python3 deploy/container/requirements.py [--build-system]
 
-`--leave-out` drops packages by name (the CPU image has no use for triton: Triton kernels need a CUDA
-device outside its test interpreter); `--build-system` adds what building the project needs.
+The requirements of both distributions (the server's ./pyproject.toml and the SDK's client/pyproject.toml)
+less the distributions themselves, which the image installs from the source; `--build-system` adds what
+building the two needs. Triton is none of them: torch's CUDA builds bring their own.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import re
 import tomllib
 from pathlib import Path
 
-PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
+ROOT = Path(__file__).resolve().parents[2]
+PYPROJECTS = (ROOT / "pyproject.toml", ROOT / "client" / "pyproject.toml")
 
 
 def name(requirement: str) -> str:
@@ -21,22 +23,20 @@ def name(requirement: str) -> str:
     return re.sub(r"[-_.]+", "-", re.match(r"[A-Za-z0-9._-]+", requirement).group()).lower()
 
 
-def requirements(extra: str, leave_out: set[str], build_system: bool) -> list[str]:
-    project = tomllib.loads(PYPROJECT.read_text())
-    wanted = [*project["project"]["dependencies"], *project["project"]["optional-dependencies"][extra]]
+def requirements(build_system: bool) -> list[str]:
+    projects = [tomllib.loads(path.read_text()) for path in PYPROJECTS]
+    ours = {name(project["project"]["name"]) for project in projects}
+    wanted = [r for project in projects for r in project["project"]["dependencies"]]
     if build_system:
-        wanted += project["build-system"]["requires"]
-    return [r for r in wanted if name(r) not in leave_out]
+        wanted += [r for project in projects for r in project["build-system"]["requires"]]
+    return list(dict.fromkeys(r for r in wanted if name(r) not in ours))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--extra", default="server", help="optional-dependencies group to add (default server)")
-    parser.add_argument("--leave-out", default="", help="space- or comma-separated package names to drop")
     parser.add_argument("--build-system", action="store_true", help="add the build-system requirements")
     args = parser.parse_args()
-    leave_out = {name(n) for n in re.split(r"[\s,]+", args.leave_out) if n}
-    print("\n".join(requirements(args.extra, leave_out, args.build_system)))
+    print("\n".join(requirements(args.build_system)))
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 
@@ -26,10 +27,12 @@ class ServerProcess:
         return self.process.wait(timeout)
 
 
-def start_server(*args: str, env: dict[str, str] | None = None) -> ServerProcess:
-    """Start `python -m treecredit_server --port 0 --metrics-port 0 ...` and wait for its `serving` log line."""
+def start_server(*args: str, env: dict[str, str] | None = None,
+                 program: Sequence[str] = (sys.executable, "-m", "treecredit_server")) -> ServerProcess:
+    """Start `program --port 0 --metrics-port 0 ...` (this Python's server unless told, e.g. another venv's
+    `treecredit-server` command) and wait for its `serving` log line."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "treecredit_server", "--host", "127.0.0.1", "--port", "0", "--metrics-port", "0", *args],
+        [*program, "--host", "127.0.0.1", "--port", "0", "--metrics-port", "0", *args],
         stdout=subprocess.PIPE,
         text=True,
         env={**os.environ, **(env or {})},

@@ -22,30 +22,52 @@ rollout code adds, per row, to `non_tensor_batch` (object arrays of length B):
   prompt; ids unique within the uid, e.g. 0..M-1). Default: one tree per uid.
 
 Each tree's root is the prompt (no response tokens); every row must end at a leaf, and no two rows at
-the same one. Without `"tree_path"` every row is a chain of its own (plain GRPO rollouts), and
-`tree_grpo` equals `grpo`. The full rules and error messages: `treecredit.adapters.generic`.
+the same one. `to_forest` without `"tree_path"` makes every row a chain of its own (plain GRPO
+rollouts, where `tree_grpo` equals `grpo`); the estimator below refuses that, since a trainer that
+dropped the fields would otherwise get GRPO without a word. The full rules and error messages:
+`treecredit.adapters.generic`.
 
-**Plugging in.** verl computes advantages in `compute_advantage(data, adv_estimator, ...)`, which
-calls an estimator registered with `verl.trainer.ppo.core_algos.register_adv_est(name)` as
-`fn(token_level_rewards=, response_mask=, config=, index=uid, ...)` and expects
-`(advantages, returns)`, both `[B, R]`. Either
+**Plugging in.** verl (0.9.1) calls an estimator registered with
+`verl.trainer.ppo.core_algos.register_adv_est(name)` as `fn(token_level_rewards=, response_mask=,
+config=, index=uid)` and expects `(advantages, returns)`, both `[B, R]`; nothing else of the batch
+reaches it. The current (v1) trainer even builds that batch from a fixed list of fields (uid, the mask,
+the scores, log-probs, values), so the tree fields a rollout stored never get there. The estimator
+therefore refuses a batch without them (`ValueError` `tree_path: ...`) rather than score every row as
+a chain, and takes them in one of three ways:
 
-    from verl.trainer.ppo.core_algos import register_adv_est
-    client = treecredit.CreditClient("treecredit:50051")
-    register_adv_est("treecredit")(treecredit.adapters.verl.advantage_estimator(client, "tree_grpo"))
-    # then algorithm.adv_estimator=treecredit
+- `compute_advantage(data, client, "tree_grpo")` in place of verl's `compute_advantage`: it reads
+  every field from a `DataProto` and sets `data.batch["advantages"]` and `data.batch["returns"]`.
+- Around verl's own advantage step, `with trees(tree_path=..., segment_lengths=..., tree_id=...):` hands
+  the fields of the batch's rows (same order) to the registered estimator. On the v1 trainer that is
+  a subclass registered with `verl.trainer.ppo.v1.register_trainer` and chosen by
+  `trainer.v1.trainer_mode` (import the module where the trainer runs):
 
-which sees only what verl passes it: stock verl passes `uid` but not the non-tensor tree fields, so
-pass them too (`adv_kwargs.update(tree_kwargs(data.non_tensor_batch))` in the trainer's
-`compute_advantage`) or every row is scored as a chain; or call
-`treecredit.adapters.verl.compute_advantage(data, client, "tree_grpo")` in place of verl's
-`compute_advantage`: it reads every field from `data` and sets `data.batch["advantages"]` and
-`data.batch["returns"]`.
+      import transfer_queue as tq
+      from verl.trainer.ppo.core_algos import register_adv_est
+      from verl.trainer.ppo.v1 import register_trainer
+      from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
+      from treecredit.adapters import verl as treecredit_verl
+
+      register_adv_est("treecredit")(treecredit_verl.advantage_estimator(client, "tree_grpo"))
+
+      @register_trainer("treecredit_sync")  # algorithm.adv_estimator=treecredit trainer.v1.trainer_mode=treecredit_sync
+      class TreeCreditTrainer(PPOTrainerSync):
+          def _compute_advantage(self, batch, metrics):
+              rows = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id,
+                                     select_fields=["tree_path", "segment_lengths"])
+              with treecredit_verl.trees(**treecredit_verl.tree_kwargs(rows)):
+                  return super()._compute_advantage(batch, metrics)
+
+  (`_compute_advantage` fetches `batch.keys` in that order too.) The legacy trainer's
+  `compute_advantage` works the same way inside `trees(...)`.
+- A trainer of your own may pass them as keyword arguments: `fn(..., **tree_kwargs(data.non_tensor_batch))`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import numpy as np
 
@@ -68,19 +90,50 @@ def to_forest(token_level_rewards, response_mask, index, *, tree_id=None, tree_p
                            segment_lengths=segment_lengths)
 
 
-def tree_kwargs(non_tensor_batch: Mapping) -> dict:
-    """The tree fields present in a verl `non_tensor_batch`, as keyword arguments."""
-    return {name: non_tensor_batch[name] for name in TREE_FIELDS if name in non_tensor_batch}
+def tree_kwargs(fields: Mapping) -> dict:
+    """The tree fields present in `fields` (a verl `non_tensor_batch`, or any mapping of per-row values),
+    as keyword arguments of lists."""
+    return {name: _rows(fields[name]) for name in TREE_FIELDS if name in fields}
+
+
+def _rows(values) -> list:
+    """Per-row values (a list, a numpy object array, a tensordict `NonTensorStack`) as a list."""
+    return values.tolist() if hasattr(values, "tolist") else list(values)
+
+
+_TREES: ContextVar[dict | None] = ContextVar("treecredit_verl_trees", default=None)
+
+
+@contextmanager
+def trees(*, tree_path, segment_lengths, tree_id=None) -> Iterator[None]:
+    """Hand the tree fields of the batch's rows (same order as the batch) to every treecredit estimator
+    verl calls inside the block: the hook for trainers that pass the estimator no tree fields."""
+    token = _TREES.set({"tree_id": tree_id, "tree_path": tree_path, "segment_lengths": segment_lengths})
+    try:
+        yield
+    finally:
+        _TREES.reset(token)
 
 
 def advantage_estimator(client, estimator: str = "tree_grpo", **options) -> Callable:
     """A function with the signature of a verl advantage estimator, scoring through `client` (a
-    `CreditClient`). Register it with `register_adv_est(name)(...)`. `options`: `CreditClient.score`'s."""
+    `CreditClient`). Register it with `register_adv_est(name)(...)`. It takes the tree fields as keyword
+    arguments or from an enclosing `trees(...)`, and raises `ValueError` without them. `options`:
+    `CreditClient.score`'s."""
 
     def compute_treecredit_advantage(token_level_rewards, response_mask, index=None, config=None, *,
                                      tree_id=None, tree_path=None, segment_lengths=None, **unused):
-        batch = to_forest(token_level_rewards, response_mask, index, tree_id=tree_id, tree_path=tree_path,
-                          segment_lengths=segment_lengths)
+        fields = {"tree_id": tree_id, "tree_path": tree_path, "segment_lengths": segment_lengths}
+        if tree_path is None and segment_lengths is None:
+            fields = _TREES.get() or fields
+        for name in ("tree_path", "segment_lengths"):
+            if fields[name] is None:
+                raise ValueError(
+                    f"{name}: the treecredit estimator got no tree fields (verl passes an estimator only "
+                    "token_level_rewards, response_mask, index and config), so it cannot tell trees from chains; "
+                    "call it inside treecredit.adapters.verl.trees(...) or use "
+                    "treecredit.adapters.verl.compute_advantage (see that module's docstring)")
+        batch = to_forest(token_level_rewards, response_mask, index, **fields)
         advantages = like(token_level_rewards, batch.token_advantages(client.score(batch.forest, estimator,
                                                                                    **options)))
         return advantages, advantages
@@ -90,7 +143,8 @@ def advantage_estimator(client, estimator: str = "tree_grpo", **options) -> Call
 
 def compute_advantage(data, client, estimator: str = "tree_grpo", **options):
     """Set `data.batch["advantages"]` and `data.batch["returns"]` (`[B, R]`, like verl's outcome
-    estimators, returns = advantages) from a verl `DataProto`-like `data`; returns `data`."""
+    estimators, returns = advantages) from a verl `DataProto`-like `data` whose `non_tensor_batch` holds
+    `uid` and the tree fields (`ValueError` without them); returns `data`."""
     estimate = advantage_estimator(client, estimator, **options)
     advantages, returns = estimate(data.batch["token_level_rewards"], data.batch["response_mask"],
                                    data.non_tensor_batch["uid"], **tree_kwargs(data.non_tensor_batch))

@@ -4,8 +4,7 @@ from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Iterable as _Iterable, Mapping as _Mapping
-from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Mapping, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -93,7 +92,7 @@ class FilterRequest(_message.Message):
     answer_labels: _containers.RepeatedScalarFieldContainer[str]
     zero_variance: bool
     reflection: _reflection_pb2.ReflectRequest
-    def __init__(self, forest: _Optional[_Union[_forest_pb2.Forest, _Mapping]] = ..., metric: _Optional[_Union[ConfidenceMetric, str]] = ..., keep_percent: _Optional[float] = ..., window: _Optional[int] = ..., tail: _Optional[int] = ..., answer: _Optional[_Union[_forest_pb2.Tensor, _Mapping]] = ..., answer_labels: _Optional[_Iterable[str]] = ..., zero_variance: _Optional[bool] = ..., reflection: _Optional[_Union[_reflection_pb2.ReflectRequest, _Mapping]] = ...) -> None: ...
+    def __init__(self, forest: _Optional[_Union[_forest_pb2.Forest, _Mapping]] = ..., metric: _Optional[_Union[ConfidenceMetric, str]] = ..., keep_percent: _Optional[float] = ..., window: _Optional[int] = ..., tail: _Optional[int] = ..., answer: _Optional[_Union[_forest_pb2.Tensor, _Mapping]] = ..., answer_labels: _Optional[_Iterable[str]] = ..., zero_variance: bool = ..., reflection: _Optional[_Union[_reflection_pb2.ReflectRequest, _Mapping]] = ...) -> None: ...
 
 class FilterResponse(_message.Message):
     __slots__ = ("keep", "metric", "reason", "threshold", "query_keep", "query_reason", "zero_variance", "reflection_spread", "vote_answer", "vote_consensus", "votes_group", "votes_answer", "votes_weight")
@@ -231,7 +230,7 @@ class WatchSummary(_message.Message):
     vote_labels: _containers.RepeatedScalarFieldContainer[str]
     vote_weight: _forest_pb2.Tensor
     idle_closed: bool
-    def __init__(self, trajectory: _Optional[_Union[_forest_pb2.Tensor, _Mapping]] = ..., verdict: _Optional[_Union[_forest_pb2.Tensor, _Mapping]] = ..., num_tokens: _Optional[_Union[_forest_pb2.Tensor, _Mapping]] = ..., lowest: _Optional[_Union[_forest_pb2.Tensor, _Mapping]] = ..., stop_token: _Optional[_Union[_forest_pb2.Tensor, _Mapping]] = ..., threshold: _Optional[float] = ..., answer: _Optional[str] = ..., consensus: _Optional[float] = ..., vote_labels: _Optional[_Iterable[str]] = ..., vote_weight: _Optional[_Union[_forest_pb2.Tensor, _Mapping]] = ..., idle_closed: _Optional[bool] = ...) -> None: ...
+    def __init__(self, trajectory: _Optional[_Union[_forest_pb2.Tensor, _Mapping]] = ..., verdict: _Optional[_Union[_forest_pb2.Tensor, _Mapping]] = ..., num_tokens: _Optional[_Union[_forest_pb2.Tensor, _Mapping]] = ..., lowest: _Optional[_Union[_forest_pb2.Tensor, _Mapping]] = ..., stop_token: _Optional[_Union[_forest_pb2.Tensor, _Mapping]] = ..., threshold: _Optional[float] = ..., answer: _Optional[str] = ..., consensus: _Optional[float] = ..., vote_labels: _Optional[_Iterable[str]] = ..., vote_weight: _Optional[_Union[_forest_pb2.Tensor, _Mapping]] = ..., idle_closed: bool = ...) -> None: ...
 
 class WatchResponse(_message.Message):
     __slots__ = ("stops", "threshold", "stop_sampling", "summary")

@@ -9,8 +9,7 @@ from treecredit.v1 import packing_pb2 as _packing_pb2
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
-from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+from typing import ClassVar as _ClassVar, Mapping as _Mapping, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -54,7 +53,7 @@ class ScoreOptions(_message.Message):
     min_margin: float
     window: int
     tail: int
-    def __init__(self, normalize_std: _Optional[bool] = ..., sibling_std: _Optional[bool] = ..., min_margin: _Optional[float] = ..., window: _Optional[int] = ..., tail: _Optional[int] = ...) -> None: ...
+    def __init__(self, normalize_std: bool = ..., sibling_std: bool = ..., min_margin: _Optional[float] = ..., window: _Optional[int] = ..., tail: _Optional[int] = ...) -> None: ...
 
 class ScoreRequest(_message.Message):
     __slots__ = ("forest", "estimator", "options", "tool_calls", "step_similarity", "reflection")
