@@ -1,8 +1,10 @@
 """The README's client example runs as written, against a real server, and gives the values worked out by hand."""
 
+import re
+
 import numpy as np
 
-from readme_example import client_example
+from readme_example import README, client_example
 
 
 def test_readme_client_example_runs(server, capsys):
@@ -29,10 +31,9 @@ def test_readme_training_step_runs(server):
     """The "Train on the packed tree" step runs on the client example's forest and gives every parameter a
     finite gradient."""
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
-    client_example = next(block for block in blocks if "CreditClient" in block and "client.score" in block)
     training_step = next(block for block in blocks if "client.pack" in block)
-    namespace = {}
-    for block in (client_example, training_step.replace("optimizer.step()", "")):
+    namespace: dict = {}
+    for block in (client_example(server.target), training_step.replace("optimizer.step()", "")):
         exec(compile(block.replace("127.0.0.1:50051", server.target), "README.md", "exec"), namespace)
     assert len(namespace["microbatches"]) > 1
     for module in ("embed", "block", "head"):
