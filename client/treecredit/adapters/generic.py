@@ -43,8 +43,8 @@ or nested lists. Work is whole-array numpy except one pass over the segment ids 
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
 import re
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import chain
