@@ -149,8 +149,8 @@ def write(out: Path, meta: dict, sweep_runs: list[dict], runs: list[dict], doc: 
         return (f"python -m experiments.learning --task {task} --arms {','.join(arms)} "
                 f"--seeds {seeds[0]}-{seeds[-1]} --lr {meta['lr']:g} --updates {meta['updates']} --out /tmp/{task}")
 
-    figures = {"learning_sampled.png": (3, "held-out success, sampled (exact)"),
-               "learning_greedy.png": (2, "held-out success, greedy")}
+    figures = {"learning_sampled.png": (3, "success, sampled (32 a prompt)"),
+               "learning_greedy.png": (2, "success, greedy")}
     for name, (column, label) in figures.items():
         plot(runs, out / name, column, label)
     relative = Path(out.name) if doc is not None else Path(".")
