@@ -15,7 +15,7 @@ GRPCIO_TOOLS ?= grpcio-tools==1.62.3
 HOST ?= 127.0.0.1
 PORT ?= 50051
 
-.PHONY: run test test-dist test-verl dist proto bench clean image test-container
+.PHONY: run test test-dist test-verl dist proto bench clean image test-container learning
 
 # What serving needs: torch, the SDK and the server (editable).
 $(VENV)/.installed: pyproject.toml client/pyproject.toml
@@ -63,6 +63,16 @@ proto: $(PROTOC_VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(PY) bench/score.py
+
+# The learning experiment behind docs/LEARNING.md: regenerates its figures, tables and raw results (about 30 min on
+# 2 idle cores; finished runs are kept in build/learning-runs, so an interrupted run resumes). QUICK=1: one seed,
+# 2 updates, into build/learning-quick (the smoke test in tests/test_learning.py).
+learning: $(VENV)/.dev
+ifeq ($(QUICK),1)
+	$(PY) -m experiments.learning --quick --out build/learning-quick
+else
+	$(PY) -m experiments.learning --out docs/learning --doc docs/LEARNING.md --cache build/learning-runs
+endif
 
 # The CPU image, built with podman offline (base via debootstrap, torch from a local wheelhouse): deploy/container/.
 IMAGE ?= treecredit:cpu

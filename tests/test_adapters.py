@@ -6,13 +6,16 @@ import subprocess
 import sys
 from types import SimpleNamespace
 
+import grpc
 import numpy as np
 import pytest
 import torch
 
+import treecredit
 from forests import random_forest
 from treecredit.adapters import generic, score_batch
 from treecredit.adapters import verl as verl_adapter
+from treecredit_server.process import start_server
 
 EPS = 1e-6
 
@@ -235,6 +238,12 @@ def test_batch_shape_errors():
         generic.to_forest([1.0, 0.0, 1.0], np.ones((2, 3)), group_size=2)
     with pytest.raises(ValueError, match=r"group_size: 3 does not divide the batch of 2"):
         generic.to_forest([1.0, 0.0], np.ones((2, 3)), group_size=3)
+    with pytest.raises(ValueError, match=r"^group_size: expected a whole number of samples, got 1.0$"):
+        generic.to_forest([1.0, 0.0], np.ones((2, 3)), group_size=1.0)
+    with pytest.raises(ValueError, match=r"^rewards: expected one reward per sample \(\[batch\]\), got shape \[1, 2\]$"):
+        generic.to_forest([[1.0, 0.0]], np.ones((2, 3)), group_size=2)
+    with pytest.raises(ValueError, match=r"^mask\[1, 0\]: nan is neither 0 nor 1$"):
+        generic.to_forest([1.0, 0.0], [[1.0, 0.0], [np.nan, 0.0]], group_size=2)
     with pytest.raises(ValueError, match=r"index: verl's uid per row is required"):
         verl_adapter.to_forest(np.zeros((2, 3)), np.ones((2, 3)), None)
 
@@ -242,3 +251,85 @@ def test_batch_shape_errors():
 def test_the_sdk_imports_no_torch():
     code = "import sys, treecredit.adapters, treecredit.cli; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# A server with small limits, so that real refusals (which name forest nodes) come back over gRPC.
+MAX_NODES, MAX_TOKENS, MAX_SIBLING_PAIRS = 6, 5, 0
+
+
+@pytest.fixture(scope="module")
+def strict_client():
+    started = start_server("--max-nodes", str(MAX_NODES), "--max-tokens", str(MAX_TOKENS),
+                           "--max-sibling-pairs", str(MAX_SIBLING_PAIRS))
+    started.drain_log()
+    with treecredit.CreditClient(started.target, timeout=60) as connected:
+        yield connected
+    assert started.stop() == 0
+
+
+def test_server_refusals_of_a_tree_batch_name_its_rows_and_arguments(strict_client):
+    # Rows 0, 1 share segment "a" (2 tokens); row 1's segment "c" has 6 tokens, over the limit of 5 per forest.
+    with pytest.raises(treecredit.ResourceExhausted) as refused:
+        score_batch(strict_client, [1.0, 0.0], np.arange(8) < np.array([[3], [8]]), group_size=2,
+                    tree_path=[["a", "b"], ["a", "c"]], segment_lengths=[[2, 1], [2, 6]])
+    assert refused.value.field == "segment_lengths[1][1]"
+    assert str(refused.value) == "segment_lengths[1][1]: 6 tokens exceed the limit of 5"
+    assert isinstance(refused.value, grpc.RpcError) and refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    # Each segment within the limit, the forest over it: a, b, c hold 2 + 3 + 2 = 7 tokens.
+    with pytest.raises(treecredit.ResourceExhausted, match=r"^segment_lengths: 7 tokens in all exceed the limit of 5$"):
+        score_batch(strict_client, [1.0, 0.0], np.arange(5) < np.array([[5], [4]]), group_size=2,
+                    tree_path=[["a", "b"], ["a", "c"]], segment_lengths=[[2, 3], [2, 2]])
+    # Root -> a -> {b, c}: one sibling pair, over the limit of 0.
+    with pytest.raises(treecredit.ResourceExhausted, match=r"^tree_path: branch points give 1 sibling pairs"):
+        score_batch(strict_client, [1.0, 0.0], np.ones((2, 2), bool), group_size=2,
+                    tree_path=[["a", "b"], ["a", "c"]], segment_lengths=[[1, 1], [1, 1]])
+
+
+def test_server_refusals_of_a_flat_batch_name_its_rows(strict_client):
+    mask = np.zeros((3, 6), bool)
+    mask[0, :2] = mask[1, :1] = mask[2, :6] = True  # row 2: 6 tokens, over the limit of 5
+    with pytest.raises(treecredit.ResourceExhausted, match=r"^mask\[2\]: 6 tokens exceed the limit of 5$") as refused:
+        score_batch(strict_client, [1.0, 0.0, 1.0], mask, group_size=3)
+    assert refused.value.field == "mask[2]"
+    # 4 rows are 4 roots and 4 segments: 8 nodes, over the limit of 6.
+    with pytest.raises(treecredit.ResourceExhausted,
+                       match=r"^rewards: the forest of the batch \(a root per tree, a node per segment\): 8 elements "
+                             r"exceed the limit of 6$"):
+        score_batch(strict_client, [1.0, 0.0, 1.0, 0.0], np.eye(4, 5, dtype=bool), group_size=2)
+
+
+def test_verl_refusals_name_verls_arguments(strict_client):
+    mask = np.zeros((2, 6), bool)
+    mask[0, :1] = mask[1, :6] = True
+    estimate = verl_adapter.advantage_estimator(strict_client, "tree_grpo")
+    with pytest.raises(treecredit.ResourceExhausted, match=r"^segment_lengths\[1\]\[0\]: 6 tokens exceed the limit"):
+        estimate(outcome_rewards(np.array([1.0, 0.0]), mask), mask, index=np.array(["q", "q"], dtype=object),
+                 tree_path=[["a"], ["b"]], segment_lengths=[[1], [6]])
+    with pytest.raises(ValueError, match=r"^token_level_rewards\[1\]: batch row 1 has reward nan, not a number$"):
+        estimate(np.array([[1.0, 0.0], [np.nan, 0.0]]), np.ones((2, 2)), index=["q", "q"],
+                 tree_path=[["a"], ["b"]], segment_lengths=[[2], [2]])
+    with pytest.raises(ValueError, match=r"^response_mask\[0, 1\]: 2.0 is neither 0 nor 1$"):
+        estimate(np.zeros((2, 2)), np.array([[1.0, 2.0], [1.0, 1.0]]), index=["q", "q"],
+                 tree_path=[["a"], ["b"]], segment_lengths=[[2], [2]])
+
+
+def test_node_ids_in_a_refusal_are_said_of_rows():
+    """Messages of refusals that these batches cannot provoke (the adapter builds valid forests), translated."""
+    batch = generic.to_forest([1.0, 0.0, 1.0], np.arange(4) < np.array([[4], [3], [4]]), group=["q", "q", "r"],
+                              tree_path=[["a", "b"], ["a", "c"], ["d"]], segment_lengths=[[1, 3], [1, 2], [4]])
+    # Nodes: roots 0 (q), 1 (r); depth 1: a = 2, d = 3; depth 2: b = 4, c = 5. Tokens: a 0, d 1-4, b 5-7, c 8-9.
+    cases = [
+        (treecredit.InvalidArgument("forest.reward[5]", "reward inf of node 5 is not finite"),
+         "rewards[1]: reward inf of batch row 1 is not finite"),
+        (treecredit.InvalidArgument("forest.group[1]", "root 1 has no group"),
+         "group[2]: the root of batch row 2's tree has no group"),
+        (treecredit.InvalidArgument("forest.num_tokens[2]", "node 2 has a negative count -1"),
+         "segment_lengths[0][0]: the segment at tree_path[0][0] has a negative count -1"),
+        (treecredit.InvalidArgument("forest.loss_mask[9]", "is wrong"), "mask[1, 2]: is wrong"),
+        (treecredit.InvalidArgument("forest.loss_mask[3]", "is wrong"), "mask[2, 2]: is wrong"),
+    ]
+    for error, expected in cases:
+        translated = batch.in_batch_terms(error)
+        assert type(translated) is type(error) and str(translated) == expected
+    other = treecredit.InvalidArgument("options.min_margin", "must be finite")
+    assert batch.in_batch_terms(other) is other

@@ -294,15 +294,16 @@ class TrajectoryLayout:
         """`[P, width, ...]` of `values [T, ...]` (per forest token, laid out by node): row r holds the values of
         trajectory r's tokens in order, `fill` after them. Besides the output, temporary arrays hold at most
         COPY_CELLS cells; with `fill` 0 the padding is never written (fresh zero pages)."""
-        values = np.asarray(values)
+        values = np.ascontiguousarray(values)
         if len(values) != int(self.num_tokens.sum()):
             raise ValueError(f"{len(values)} values for a forest of {int(self.num_tokens.sum())} tokens")
         shape = (len(self.leaves), self.width, *values.shape[1:])
         out = np.zeros(shape, values.dtype) if fill == 0 else np.full(shape, fill, values.dtype)
+        if out.size == 0:
+            return out
         flat = out.reshape(-1, *values.shape[1:])
         for window, source, target in self._copies:
-            windows_of_values = sliding_window_view(values, window, axis=0)
-            windows_of_out = sliding_window_view(flat, window, axis=0, writeable=True)
+            windows_of_values, windows_of_out = _records(values, window), _records(flat, window)
             step = max(1, COPY_CELLS // window)
             for start in range(0, len(source), step):
                 part = slice(start, start + step)
@@ -361,3 +362,11 @@ class TrajectoryLayout:
         classes = np.flatnonzero(np.diff(key[order], prepend=-1, append=1 << 16))
         return [(int(window[order[start]]), source[order[start:stop]], target[order[start:stop]])
                 for start, stop in zip(classes[:-1], classes[1:])]
+
+
+def _records(array: np.ndarray, window: int) -> np.ndarray:
+    """The `len(array) - window + 1` overlapping windows of `window` consecutive entries of a C-contiguous array
+    (along its first axis), each an opaque record: numpy copies records by index in one tight loop, where windows
+    as rows of a 2-D view cost a loop each."""
+    entry = array.itemsize * int(np.prod(array.shape[1:], dtype=np.int64))
+    return np.ndarray((len(array) - window + 1,), np.dtype((np.void, window * entry)), buffer=array, strides=(entry,))

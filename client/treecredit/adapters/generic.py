@@ -31,14 +31,21 @@ A segment named by several samples must have the same parent and length in each.
 `token_advantages(result)` gives `[B, T]` advantages aligned with `mask` (0 where mask is 0).
 `score_batch(client, ...)` does both around one `Score` call.
 
+**Errors speak of the batch.** `to_forest` raises ValueError naming the argument and row (`mask[3, 7]: ...`,
+`tree_path[2][1]: ...`). A refusal of the server (a `treecredit.errors.RequestError`: `InvalidArgument`,
+`ResourceExhausted`, `FailedPrecondition`) names a forest field and node (`forest.num_tokens[17]`);
+`BatchForest.score` raises the same class with `field` and message in the batch's terms
+(`segment_lengths[3][1]`, `mask[3, 7]`, `rewards[3]`), naming the first row that runs through that node.
+
 Arrays may be numpy arrays, torch tensors (duck-typed, moved to CPU; torch is never imported here)
 or nested lists. Work is whole-array numpy except one pass over the segment ids to hash them.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import chain
 from typing import Any
@@ -46,6 +53,7 @@ from typing import Any
 import numpy as np
 
 from treecredit.arrays import as_numpy, label_codes
+from treecredit.errors import RequestError
 from treecredit.forest import Forest
 from treecredit.results import ScoreResult
 
@@ -63,12 +71,80 @@ class BatchForest:
     """A batch's forest and where each of its B samples ends in it.
 
     `forest`: roots (one per tree, no tokens) then segments by depth; `leaf`: int64 `[B]`, the leaf
-    node of each sample; `mask`: bool `[B, T]`, the batch's mask.
+    node of each sample; `mask`: bool `[B, T]`, the batch's mask. Per node, int64 `[N]`, for errors:
+    `node_row` the first sample through it, `node_segment` its position in that sample's path (-1 at
+    roots), `node_column` that sample's column of its first token. `trees`: whether `tree_path` was
+    given; `names`: the caller's name of each argument where it differs (verl's `response_mask`, ...).
     """
 
     forest: Forest
     leaf: np.ndarray
     mask: np.ndarray
+    node_row: np.ndarray
+    node_segment: np.ndarray
+    node_column: np.ndarray
+    trees: bool
+    names: dict = field(default_factory=dict)
+
+    def score(self, client, estimator: str, **options) -> ScoreResult:
+        """`client.score(self.forest, estimator, **options)`; a refusal naming a forest field is raised again
+        (same class) naming the batch's argument and row instead."""
+        try:
+            return client.score(self.forest, estimator, **options)
+        except RequestError as error:
+            translated = self.in_batch_terms(error)
+            if translated is error:
+                raise
+            raise translated from error
+
+    def in_batch_terms(self, error: RequestError) -> RequestError:
+        """`error` with its `forest.<field>[i]` and the node ids in its message said of batch rows; other
+        errors as they are."""
+        found = re.fullmatch(r"forest\.(\w+)(?:\[(\d+)\])?(.*)", error.field)
+        if found is None:
+            return error
+        name, index, rest = found[1], found[2], found[3]
+        if name in _NODE_FIELDS:
+            where = "" if index is None else self._node_index(name, int(index))
+            field_name = self._argument(name)
+        else:  # a per-token field: index t is forest token t
+            where = "" if index is None else self._token_index(int(index))
+            field_name = "mask"
+        problem = re.sub(r"\b(?:node|leaf|root) (\d+)\b", lambda node: self._node_phrase(int(node[1])), error.problem)
+        if rest:  # e.g. `.shape`: of the forest's array, not of the caller's
+            problem = f"the forest of the batch (a root per tree, a node per segment): {problem}"
+        return type(error)(rename(field_name, self.names) + where, problem, trailing_metadata=error.trailing_metadata())
+
+    def _argument(self, node_field: str) -> str:
+        if node_field == "reward":
+            return "rewards"
+        if node_field == "group":
+            return "group"
+        if node_field == "num_tokens":
+            return "segment_lengths" if self.trees else "mask"
+        return "tree_path" if self.trees else "rewards"  # parent: the batch's structure
+
+    def _node_index(self, node_field: str, node: int) -> str:
+        row, segment = int(self.node_row[node]), int(self.node_segment[node])
+        if self.trees and node_field in ("num_tokens", "parent") and segment >= 0:
+            return f"[{row}][{segment}]"
+        return f"[{row}]"
+
+    def _token_index(self, token: int) -> str:
+        num_tokens = self.forest.num_tokens
+        node = int(np.searchsorted(np.cumsum(num_tokens), token, side="right"))
+        within = token - int(num_tokens[:node].sum())
+        return f"[{int(self.node_row[node])}, {int(self.node_column[node]) + within}]"
+
+    def _node_phrase(self, node: int) -> str:
+        if node >= len(self.node_row):
+            return f"node {node}"
+        row, segment = int(self.node_row[node]), int(self.node_segment[node])
+        if segment < 0:
+            return f"the root of batch row {row}'s tree"
+        if node in self.leaf:
+            return f"batch row {row}"
+        return f"the segment at tree_path[{row}][{segment}]"
 
     def token_advantages(self, result: ScoreResult) -> np.ndarray:
         """float32 `[B, T]`: sample b's column c gets the advantage of its c-th trajectory token, 0 where mask is 0."""
@@ -98,11 +174,12 @@ def to_forest(
 ) -> BatchForest:
     """The forest of a batch (see the module docstring for the fields). Raises ValueError naming the
     field and sample index when the batch does not describe a forest."""
-    mask = as_numpy(mask, bool)
-    if mask.ndim != 2:
-        raise ValueError(f"mask: expected [batch, length], got shape {list(mask.shape)}")
+    mask = _mask(mask)
     batch, width = mask.shape
-    rewards = as_numpy(rewards, np.float64).reshape(-1)
+    rewards = as_numpy(rewards, np.float64)
+    if rewards.ndim != 1 and rewards.shape[1:] != (1,):
+        raise ValueError(f"rewards: expected one reward per sample ([batch]), got shape {list(rewards.shape)}")
+    rewards = rewards.reshape(-1)
     if len(rewards) != batch:
         raise ValueError(f"rewards: {len(rewards)} entries for a batch of {batch}")
     _first("rewards", ~np.isfinite(rewards), lambda b: f"[{b}]: batch row {b} has reward {rewards[b]}, not a number")
@@ -125,7 +202,29 @@ def to_forest(
     beyond = mask & (np.arange(width) >= ends[:, None])
     _first("mask", beyond.any(axis=1),
            lambda b: f"[{b}, {int(np.argmax(beyond[b]))}]: is 1 past the sample's last segment (column {ends[b]})")
-    return _build(rewards, mask, group_code, tree_code, paths)
+    return _build(rewards, mask, group_code, tree_code, paths, trees=tree_path is not None)
+
+
+def _mask(mask) -> np.ndarray:
+    """bool `[B, T]` of a mask of 0s and 1s (bool, integer or floating)."""
+    values = as_numpy(mask)
+    if values.ndim != 2:
+        raise ValueError(f"mask: expected [batch, length], got shape {list(values.shape)}")
+    if values.dtype != bool:
+        bad = (values != 0) & (values != 1)
+        if bad.any():
+            row, column = np.argwhere(bad)[0]
+            raise ValueError(f"mask[{row}, {column}]: {values[row, column]} is neither 0 nor 1")
+    return values.astype(bool, copy=False)
+
+
+_NODE_FIELDS = ("parent", "group", "reward", "num_tokens")
+
+
+def rename(field_path: str, names: dict) -> str:
+    """`field_path` (e.g. `mask[3, 2]`) with its leading argument name replaced by the caller's, if `names` has one."""
+    found = re.match(r"\w+", field_path)
+    return names.get(found[0], found[0]) + field_path[found.end():] if found else field_path
 
 
 @dataclass(frozen=True)
@@ -168,7 +267,7 @@ class _Paths:
         return f"[{sample}][{entry - int(self.sample_lengths[:sample].sum())}]"
 
 
-def _build(rewards, mask, group_code, tree_code, paths: _Paths) -> BatchForest:
+def _build(rewards, mask, group_code, tree_code, paths: _Paths, *, trees: bool) -> BatchForest:
     sample = paths.sample
     starts = np.cumsum(paths.sample_lengths) - paths.sample_lengths
     position = np.arange(len(sample)) - starts[sample]  # 0 for a sample's first segment
@@ -222,7 +321,14 @@ def _build(rewards, mask, group_code, tree_code, paths: _Paths) -> BatchForest:
     loss_mask = mask[sample[token_entry], first_column[token_entry] + within]
 
     forest = Forest.from_arrays(parent, group=group, reward=reward, num_tokens=num_tokens, loss_mask=loss_mask)
-    return BatchForest(forest=forest, leaf=leaf, mask=mask)
+    tree_row = np.empty(num_trees, np.int64)
+    tree_row[tree_code[::-1]] = np.arange(len(tree_code))[::-1]  # each tree's first sample
+    no_segment = np.full(num_trees, -1, np.int64)
+    return BatchForest(forest=forest, leaf=leaf, mask=mask,
+                       node_row=np.concatenate((tree_row, sample[source])),
+                       node_segment=np.concatenate((no_segment, position[source])),
+                       node_column=np.concatenate((np.zeros(num_trees, np.int64), first_column[source])),
+                       trees=trees)
 
 
 def _consistent(field: str, paths: _Paths, segment: np.ndarray, values: np.ndarray, problem: str) -> None:
@@ -249,6 +355,8 @@ def _group_codes(batch: int, group, group_size: int | None) -> np.ndarray:
     if (group is None) == (group_size is None):
         raise ValueError("group: give exactly one of group (a label per sample) and group_size")
     if group_size is not None:
+        if isinstance(group_size, bool) or not isinstance(group_size, (int, np.integer)):
+            raise ValueError(f"group_size: expected a whole number of samples, got {group_size!r}")
         if group_size <= 0 or batch % group_size:
             raise ValueError(f"group_size: {group_size} does not divide the batch of {batch}")
         return np.arange(batch, dtype=np.int64) // group_size
@@ -280,7 +388,7 @@ def score_batch(client, rewards, mask, *, estimator: str = "tree_grpo", group=No
     """Score a batch with `client` (a `CreditClient`); `options` are `CreditClient.score`'s."""
     batch = to_forest(rewards, mask, group=group, group_size=group_size, tree=tree, tree_path=tree_path,
                       segment_lengths=segment_lengths)
-    result = client.score(batch.forest, estimator, **options)
+    result = batch.score(client, estimator, **options)
     sample = batch.sample_advantages(result) if result.scope == "leaf" else None
     return BatchCredit(
         token_advantages=like(rewards, batch.token_advantages(result)),

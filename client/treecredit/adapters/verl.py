@@ -65,29 +65,37 @@ a chain, and takes them in one of three ways:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 
 import numpy as np
 
-from treecredit.adapters.generic import BatchForest, as_numpy, like
+from treecredit.adapters.generic import BatchForest, as_numpy, like, rename
 from treecredit.adapters.generic import to_forest as _generic_forest
 
 TREE_FIELDS = ("tree_id", "tree_path", "segment_lengths")
+# The generic adapter's argument -> verl's name of it, so that errors name what the caller passed.
+VERL_NAMES = {"rewards": "token_level_rewards", "mask": "response_mask", "group": "index", "tree": "tree_id"}
 
 
 def to_forest(token_level_rewards, response_mask, index, *, tree_id=None, tree_path=None,
               segment_lengths=None) -> BatchForest:
     """The forest of a verl batch: `token_level_rewards [B, R]`, `response_mask [B, R]`, `index`
-    (the uid per row) and the tree fields of the module docstring."""
+    (the uid per row) and the tree fields of the module docstring. Errors name these arguments
+    (`response_mask[3, 7]: ...`), here and from `BatchForest.score`."""
     if index is None:
         raise ValueError("index: verl's uid per row is required to group rows by prompt")
     rewards = as_numpy(token_level_rewards, np.float64)
     if rewards.ndim != 2:
         raise ValueError(f"token_level_rewards: expected [batch, response_len], got shape {list(rewards.shape)}")
-    return _generic_forest(rewards.sum(axis=1), response_mask, group=index, tree=tree_id, tree_path=tree_path,
-                           segment_lengths=segment_lengths)
+    try:
+        batch = _generic_forest(rewards.sum(axis=1), response_mask, group=index, tree=tree_id, tree_path=tree_path,
+                                segment_lengths=segment_lengths)
+    except ValueError as error:
+        raise ValueError(rename(str(error), VERL_NAMES)) from None
+    return dataclasses.replace(batch, names=VERL_NAMES)
 
 
 def tree_kwargs(fields: Mapping) -> dict:
@@ -134,8 +142,7 @@ def advantage_estimator(client, estimator: str = "tree_grpo", **options) -> Call
                     "call it inside treecredit.adapters.verl.trees(...) or use "
                     "treecredit.adapters.verl.compute_advantage (see that module's docstring)")
         batch = to_forest(token_level_rewards, response_mask, index, **fields)
-        advantages = like(token_level_rewards, batch.token_advantages(client.score(batch.forest, estimator,
-                                                                                   **options)))
+        advantages = like(token_level_rewards, batch.token_advantages(batch.score(client, estimator, **options)))
         return advantages, advantages
 
     return compute_treecredit_advantage
