@@ -48,7 +48,7 @@ def base_requests(name: str) -> list:
     """Requests the server answers OK (for a client stream, a list of messages), one per part of the API the RPC
     reads; for an RPC this file does not know, the empty message."""
     description = SERVICE.methods_by_name[name]
-    extra = {"Score": structured_score_requests, "Filter": reflected_filter_requests}.get(name, lambda: [])()
+    extra = {"Score": method_score_requests, "Filter": reflected_filter_requests}.get(name, lambda: [])()
     if name == "Watch":
         return [watch_stream()]
     request = valid_request(name, np.random.default_rng(7))
@@ -76,7 +76,7 @@ def reflection_of_two_queries():
     return treecredit.Reflection([rng.normal(size=(3, 2)), rng.normal(size=(2, 4))]).to_proto()
 
 
-def structured_score_requests() -> list:
+def method_score_requests() -> list:
     forest = two_queries()
     is_leaf = np.array([False, True, True, True, False, True, True])
     tool_calls = tlpb.ToolCalls(action_reward=_wire.encode(np.where(is_leaf, 0.25, np.nan)),

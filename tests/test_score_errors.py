@@ -134,8 +134,8 @@ def test_decoding_refuses_what_compute_would_choke_on():
     from treecredit_server.config import Limits
 
     toolpo = score_request(GOOD, "toolpo", tool_calls=treecredit.ToolCalls(nan_at(GOOD.reward, 3), np.zeros(15)))
-    srl_forest, steps = treecredit.srl_batch([["a", "b"]], [[["a"], ["b"], ["c"]]])  # an action for a third step
-    srl = score_request(srl_forest, "srl", step_similarity=treecredit.StepSimilarity([["a", "b"]], steps.actions))
+    srl_forest, steps = treecredit.srl_batch([["a", "b"]], [[["a"], ["b"]]])  # an action for the second step...
+    srl = score_request(srl_forest, "srl", step_similarity=treecredit.StepSimilarity([["a"]], steps.actions))  # of one
     cases = [
         (request_with(confidence=nan_at(np.ones(15), 4)), Limits(), InvalidArgument, "forest.confidence[4]"),
         (toolpo, Limits(), InvalidArgument, "tool_calls.action_reward[3]"),

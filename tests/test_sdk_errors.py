@@ -167,3 +167,37 @@ def test_an_unknown_estimator_lists_the_valid_names(client):
         client.score(NO_REWARD, "ppo")
     assert str(caught.value) == ("estimator: unknown estimator 'ppo'; expected one of "
                                  "grpo, tree_grpo, treerl, value_diff, toolpo, srl")
+
+
+def test_top_k_above_zero_is_no_log_probability_for_any_rpc(client, server):
+    """A positive top-k "log-prob" is refused by every RPC that reads top-k, as the SDK's Forest refuses it, naming
+    the token (row); the same rows with 0 and -inf padding are served. Score gets a forest the SDK did not check."""
+    from treecredit import _wire
+    from treecredit.client import score_request
+    from treecredit.v1 import credit_pb2_grpc
+
+    rows = -np.arange(12, dtype=np.float32).reshape(6, 2) / 4  # [6, 2]: two tokens per node, 0 in row 0
+    rows[5, 1] = -np.inf
+    positive = rows.copy()
+    positive[3, 1] = 0.5
+    problem = "is NaN or above 0: no log-probability"
+
+    by_hand = [1 / 8, 5 / 8, 9 / 8, 13 / 8, 17 / 8, 10 / 4]  # -mean of each row's finite values
+    np.testing.assert_allclose(client.token_stats(topk_logprobs=rows).confidence, by_hand, rtol=1e-6)
+    with pytest.raises(treecredit.InvalidArgument) as caught:
+        client.token_stats(topk_logprobs=positive)
+    assert (caught.value.field, caught.value.problem) == ("topk_logprobs[3]", problem)
+
+    forest = treecredit.Forest.from_arrays([-1, 0, 0], group=[0, 0, 0], reward=[np.nan, 1.0, 0.0], num_tokens=[2, 2, 2])
+    request = score_request(forest, "tree_grpo")
+    request.forest.topk_logprobs.CopyFrom(_wire.encode(positive))
+    with grpc.insecure_channel(server.target) as channel, pytest.raises(grpc.RpcError) as raw:
+        credit_pb2_grpc.CreditServiceStub(channel).Score(request, timeout=30)
+    assert raw.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert raw.value.details() == f"forest.topk_logprobs[3]: {problem}"
+
+    with pytest.raises(treecredit.InvalidArgument) as caught:
+        with client.watch(window=2) as session:
+            session.start(0)
+            session.tokens([0], topk_logprobs=positive)
+    assert (caught.value.field, caught.value.problem) == ("chunk.topk_logprobs[3]", problem)

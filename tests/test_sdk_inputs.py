@@ -36,9 +36,22 @@ def test_per_token_arrays_continue_across_from_arrays_and_add():
     forest.add(0, 1, reward=0.0, logprobs=[-4.0], loss_mask=[False])
     assert forest.logprobs.tolist() == [-0.5, -1.0, -2.0, -4.0]
     assert forest.loss_mask.tolist() == [True, True, True, False]  # the arrays' nodes default to 1
-    forest.add(0, 1, reward=0.0)
     with pytest.raises(ValueError, match="^node 3: has no logprobs, which other nodes give$"):
-        forest.arrays
+        forest.add(0, 1, reward=0.0)
+
+
+def test_a_per_token_array_the_earlier_tokens_lack_is_refused_by_the_add_that_gives_it(client):
+    """Token ids added to a forest whose earlier tokens have none are refused at once, naming the new node, and
+    leave the forest as it was (it once took the node, then failed at every later read blaming node 0)."""
+    forest = treecredit.Forest.from_arrays([-1, 0, 0], group=["q"] * 3, reward=[nan, 1.0, 0.0], num_tokens=[2, 1, 1])
+    with pytest.raises(ValueError, match="^node 3: gives token_ids, which the tokens before it lack$"):
+        forest.add(0, [5, 6], reward=1.0)
+    with pytest.raises(ValueError, match="^node 3: gives confidence, which the tokens before it lack$"):
+        forest.add(0, 2, reward=1.0, confidence=[1.0, 2.0])
+    assert forest.add(0, 2, reward=1.0) == 3 and forest.num_tokens.tolist() == [2, 1, 1, 2]
+    # Rewards 1, 0, 1 in one group: A = R - 2/3 (normalize_std=False).
+    result = client.score(forest, "grpo", normalize_std=False)
+    assert result.leaf_advantages[[1, 2, 3]].tolist() == pytest.approx([1 / 3, -2 / 3, 1 / 3])
 
 
 @pytest.mark.parametrize("label", [torch.tensor(3), np.int64(3), np.array(3), 3])

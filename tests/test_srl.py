@@ -105,6 +105,18 @@ def test_an_expert_trajectory_without_actions_is_refused_by_its_index():
         treecredit.srl_batch(EXPERT * 3, [ACTIONS[0], [[], [], []], ACTIONS[0]])
 
 
+@pytest.mark.parametrize("expert,actions,message", [
+    ([[]], [[["x"]]], r"^actions\[0\]\[0\]: actions for step 1, but expert trajectory 0 has 0 steps$"),
+    ([["a"], ["b", "c"]], [[["x"]], [[], [], ["y"]]],
+     r"^actions\[1\]\[2\]: actions for step 3, but expert trajectory 1 has 2 steps$"),
+    ([["a"], ["b"]], [[["x"]]], r"^actions: 1 lists of actions for 2 expert trajectories$"),
+])
+def test_actions_beyond_the_expert_are_refused_by_their_index(expert, actions, message):
+    """The server would refuse these naming a leaf the caller never made (`leaf 1 at depth 1 answers step 1`)."""
+    with pytest.raises(ValueError, match=message):
+        treecredit.srl_batch(expert, actions)
+
+
 def test_leaf_at_a_root_is_rejected(client):
     forest = treecredit.Forest.from_arrays([-1], group=[0], reward=[1.0])
     with pytest.raises(grpc.RpcError) as error:

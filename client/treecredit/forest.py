@@ -96,6 +96,11 @@ class Forest:
                  "topk_logprobs": topk_logprobs, "confidence": confidence}
         checked = {name: token_values(name, values, count, where)
                    for name, values in given.items() if values is not None}
+        earlier = self._token_fields()
+        if count and earlier is not None:  # per-token arrays cover every token or none (the loss mask defaults to 1)
+            for name in sorted((earlier ^ checked.keys()) - {"loss_mask"}):
+                raise ValueError(f"{where}gives {name}, which the tokens before it lack" if name in checked
+                                 else f"{where}has no {name}, which other nodes give")
         width = self._topk_width()
         if count and "topk_logprobs" in checked and width not in (None, checked["topk_logprobs"].shape[1]):
             raise ValueError(f"{where}topk_logprobs has k = {checked['topk_logprobs'].shape[1]} per token; "
@@ -169,6 +174,14 @@ class Forest:
         base = len(self._base["parent"])
         return int(self._base["group"][node]) if node < base else self._group[node - base]
 
+    def _token_fields(self) -> set[str] | None:
+        """The per-token fields the tokens recorded so far carry; None before any token."""
+        if self._base["num_tokens"].sum() > 0:
+            return set(TOKEN_FIELDS).intersection(self._base)
+        if any(self._num_tokens):
+            return {name for name, given in self._tokens.items() if given}
+        return None
+
     def _topk_width(self) -> int | None:
         """k of the top-k log-probs recorded so far (None before any)."""
         if "topk_logprobs" in self._base:
@@ -196,20 +209,12 @@ class Forest:
         for name, given in self._tokens.items():
             if name not in base and not given:
                 continue
-            if name in base or not base_tokens:
-                parts = [base[name]] if name in base else []
-            elif name == "loss_mask":  # the loss mask defaults to 1
-                parts = [np.ones(base_tokens, np.bool_)]
-            else:
-                node = int(np.argmax(base["num_tokens"] > 0))
-                raise ValueError(f"node {node}: has no {name}, which nodes added later give")
+            # add() let only the loss mask be left out where other tokens have it: it defaults to 1.
+            parts = [base[name]] if name in base else [np.ones(base_tokens, np.bool_)] if base_tokens else []
             recorded = dict(given)
             for offset, count in enumerate(self._num_tokens):
-                node = first + offset
-                if count and node not in recorded:
-                    if name != "loss_mask":
-                        raise ValueError(f"node {node}: has no {name}, which other nodes give")
-                    recorded[node] = np.ones(count, np.bool_)
+                if count and first + offset not in recorded:
+                    recorded[first + offset] = np.ones(count, np.bool_)
             parts.extend(recorded[node] for node in sorted(recorded))
             arrays[name] = np.concatenate(parts)
         return arrays

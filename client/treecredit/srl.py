@@ -48,8 +48,10 @@ def srl_batch(expert_steps: Sequence[Sequence[str]],
     """The forest and inputs of an SRL batch: `actions[r][k]` are the model's actions for step k+1 of
     expert trajectory r (None: unparseable). Each trajectory is a trunk (root, e_1, e_2, ...) in its own
     group; the actions for step k are leaves forked from the trunk at depth k-1. Leaf rewards are
-    placeholders (0): the service scores the action texts. Every trajectory needs at least one action
-    (ValueError naming `actions[r]` otherwise): one without any has nothing to score."""
+    placeholders (0): the service scores the action texts. Every trajectory needs at least one action, and
+    actions only for steps it has (ValueError naming `actions[r]` otherwise)."""
+    if len(actions) != len(expert_steps):
+        raise ValueError(f"actions: {len(actions)} lists of actions for {len(expert_steps)} expert trajectories")
     forest = Forest()
     leaf_parents, leaf_actions = [], []
     for r, per_step in enumerate(actions):
@@ -57,6 +59,9 @@ def srl_batch(expert_steps: Sequence[Sequence[str]],
         if deepest < 0:
             raise ValueError(f"actions[{r}]: expert trajectory {r} has no actions; give each trajectory at least "
                              "one, or leave it out")
+        if deepest >= len(expert_steps[r]):
+            raise ValueError(f"actions[{r}][{deepest}]: actions for step {deepest + 1}, but expert trajectory {r} "
+                             f"has {len(expert_steps[r])} steps")
         trunk = [forest.add(None, group=r)]
         for _ in range(deepest):
             trunk.append(forest.add(trunk[-1]))

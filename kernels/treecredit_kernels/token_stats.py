@@ -17,7 +17,8 @@ Masked vocabulary and degenerate rows (documented choices):
   confidence = 0: no NaN comes out of finite or -inf input.
 - An id outside [0, V) gives logprob = NaN on the triton path (it is never read out of bounds);
   the torch path raises (index error in gather).
-- +inf or NaN logits are not supported.
+- A row with a NaN or +inf logit gives NaN for all four statistics, on both backends (found in the
+  same pass; no second read of the logits).
 
 Backends: "triton" runs one program per row that streams the row once in tiles of BLOCK_V, with
 an online softmax (running max m, running sum s = sum e^(z-m), running t = sum e^(z-m)(z-m), so
@@ -122,6 +123,9 @@ def _token_stats_torch(
         cnt = fin.sum(-1)
         tsum = torch.where(fin, top, 0.0).sum(-1)
         conf[r0:r1] = torch.where(cnt > 0, lse - tsum / cnt.clamp(min=1), 0.0)
+        poisoned = lse.isnan() | (lse == float("inf"))  # exactly the rows with a NaN or +inf logit
+        for out in (lp, ent, conf, lse_out):
+            out[r0:r1].masked_fill_(poisoned, float("nan"))
     return TokenStats(lp, ent, conf, lse_out)
 
 
@@ -160,9 +164,11 @@ def _build_kernel():
         m = tl.max(tl.full([K_PAD], NEG, tl.float32), 0)
         s = tl.sum(tl.zeros([K_PAD], tl.float32), 0)
         t = tl.sum(tl.zeros([K_PAD], tl.float32), 0)
+        poisoned = tl.sum(tl.zeros([K_PAD], tl.int32), 0)  # NaN or +inf logits seen in the row
         for start in range(0, V, BLOCK_V):
             cols = start + offs
             z = tl.load(base + cols, mask=cols < V, other=NEG).to(tl.float32) / tau
+            poisoned += tl.sum(((z != z) | (z == POS)).to(tl.int32), 0)
             m_new = tl.maximum(m, tl.max(z, 0))
             m_safe = tl.where(m_new > NEG, m_new, 0.0)
             alpha = tl.where(m > NEG, tl.exp(m - m_safe), 0.0)
@@ -199,6 +205,11 @@ def _build_kernel():
         cnt = tl.sum(fin.to(tl.float32), 0)
         tsum = tl.sum(tl.where(fin, top, 0.0), 0)
         conf = tl.where(cnt > 0, lse - tsum / tl.maximum(cnt, 1.0), 0.0)
+        nan = float("nan")
+        lp = tl.where(poisoned > 0, nan, lp)
+        ent = tl.where(poisoned > 0, nan, ent)
+        conf = tl.where(poisoned > 0, nan, conf)
+        lse = tl.where(poisoned > 0, nan, lse)
         tl.store(lp_ptr + row, lp)
         tl.store(ent_ptr + row, ent)
         tl.store(conf_ptr + row, conf)

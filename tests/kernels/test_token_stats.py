@@ -102,6 +102,26 @@ def test_masked_rows(backend_name, device, close):
     check(close, logits.to(device), ids.to(device), 20, 1.0)
 
 
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_nan_or_inf_logits_give_nan_statistics(backend_name, device, close, dtype):
+    """A NaN or +inf logit anywhere in a row (first tile, last entry) makes all four of its statistics NaN on both
+    backends; the other rows are untouched. (The Triton kernel once ignored a NaN and returned plausible numbers.)"""
+    logits, ids = make_logits(6, 1500, torch.float32, 11)
+    logits[0, 3] = float("nan")
+    logits[1, 1499] = float("nan")
+    logits[2, 700] = float("inf")
+    logits[3, :] = float("nan")
+    logits[4, 5] = float("-inf")  # masked, not poisoned
+    ids[0] = 4  # the sampled token itself is finite
+    x = logits.to(dtype).to(device)
+    got = token_stats(x, ids.to(device), k=20)
+    for name in ("logprob", "entropy", "confidence", "logsumexp"):
+        column = getattr(got, name).cpu()
+        assert column[:4].isnan().all(), (name, column)
+        assert not column[4:].isnan().any(), (name, column)
+    check(close, x[4:], ids[4:].to(device), 20, 1.0, got=type(got)(*(t[4:] for t in got)))
+
 def test_strided_rows(backend_name, device, close):
     big, ids = make_logits(4, 3000, torch.float32, 3)
     logits = big[:, 100:2100]  # row stride 3000, last-dim contiguous

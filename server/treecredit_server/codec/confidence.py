@@ -156,15 +156,15 @@ def decode_chunk(message: pb.TokenChunk, limits: Limits, name: str = "chunk") ->
         raise InvalidArgument(f"{name}.confidence", "exactly one of confidence and topk_logprobs is required")
     if message.HasField("confidence"):
         values, field = array("confidence", _wire.FLOAT), "confidence"
-        bad = ~np.isfinite(values)
+        bad, problem = ~np.isfinite(values), "is not finite"
     else:
         values, field = array("topk_logprobs", _wire.LOW_FLOAT, 2, MAX_TOPK), "topk_logprobs"
         if values.shape[1] > MAX_TOPK:
             raise InvalidArgument(f"{name}.topk_logprobs.shape", f"k = {values.shape[1]} exceeds {MAX_TOPK}")
-        bad = fields.unusable_topk(values)
+        bad, problem = fields.unusable_topk(values), fields.TOPK_PROBLEM
     if len(values) != total:
         raise InvalidArgument(f"{name}.{field}", f"has {len(values)} tokens but num_tokens sums to {total}")
-    fields.refuse_first(f"{name}.{field}", bad, "is NaN or +inf")
+    fields.refuse_first(f"{name}.{field}", bad, problem)
     return Chunk(trajectory.astype(np.int64, copy=False), num_tokens.astype(np.int64, copy=False), **{field: values})
 
 

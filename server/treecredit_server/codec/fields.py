@@ -66,6 +66,10 @@ def refuse_first(field: str, bad: np.ndarray, problem: str | Callable[[int], str
         raise InvalidArgument(f"{field}[{index}]", problem(index) if callable(problem) else problem)
 
 
+TOPK_PROBLEM = "is NaN or above 0: no log-probability"
+
+
 def unusable_topk(topk_logprobs: np.ndarray) -> np.ndarray:
-    """bool `[T]`: rows of top-k log-probs `[T, k]` that hold NaN or +inf (-inf is padding)."""
-    return np.isnan(topk_logprobs).any(axis=1) | (topk_logprobs == np.inf).any(axis=1)
+    """bool `[T]`: rows of top-k log-probs `[T, k]` that hold NaN or a value above 0, which no log-probability is
+    (+inf included; -inf is padding)."""
+    return (np.isnan(topk_logprobs) | (topk_logprobs > 0)).any(axis=1)

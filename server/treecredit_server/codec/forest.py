@@ -7,7 +7,7 @@ import numpy as np
 from treecredit import _wire
 from treecredit.errors import InvalidArgument
 from treecredit.v1 import forest_pb2
-from treecredit_server.codec.fields import refuse_first, unusable_topk
+from treecredit_server.codec.fields import TOPK_PROBLEM, refuse_first, unusable_topk
 from treecredit_server.compute.forest import ForestArrays
 from treecredit_server.config import Limits
 
@@ -82,6 +82,6 @@ def validated(parent: np.ndarray, group: np.ndarray, reward: np.ndarray, num_tok
     if "confidence" in tokens:
         refuse_first(f"{name}.confidence", ~np.isfinite(tokens["confidence"]), "is NaN or +inf")
     if "topk_logprobs" in tokens:
-        refuse_first(f"{name}.topk_logprobs", unusable_topk(tokens["topk_logprobs"]), "is NaN or +inf")
+        refuse_first(f"{name}.topk_logprobs", unusable_topk(tokens["topk_logprobs"]), TOPK_PROBLEM)
     return forest
 

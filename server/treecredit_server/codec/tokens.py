@@ -13,7 +13,7 @@ from treecredit import _wire
 from treecredit.errors import InvalidArgument, ResourceExhausted
 from treecredit.v1 import forest_pb2 as fpb
 from treecredit.v1 import tokens_pb2 as pb
-from treecredit_server.codec.fields import refuse_first, unusable_topk
+from treecredit_server.codec.fields import TOPK_PROBLEM, refuse_first, unusable_topk
 from treecredit_server.codec.forest import MAX_TOPK
 from treecredit_server.compute.tokens import DEFAULT_K, MAX_K, LogitsInput, SharedLogitsInput, Stats, TopkInput
 from treecredit_server.config import MiB, Limits
@@ -175,5 +175,5 @@ def _topk(tensor: fpb.Tensor, limits: Limits) -> np.ndarray:
     if topk.shape[1] > MAX_TOPK:
         raise InvalidArgument("topk_logprobs.shape", f"k = {topk.shape[1]} exceeds {MAX_TOPK}")
     _wire.check_size(len(topk), "topk_logprobs.shape", limits.max_tokens, "rows")  # even when k is 0
-    refuse_first("topk_logprobs", unusable_topk(topk), "holds NaN or +inf")
+    refuse_first("topk_logprobs", unusable_topk(topk), TOPK_PROBLEM)
     return topk
