@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from fuzz.strategies import forests, messages, mutated, raw_tensors, requests, tensors, valid_request, watch_events
 from treecredit import _wire
-from treecredit.errors import RequestError
+from treecredit._request_errors import RequestError
 from treecredit.v1 import confidence_pb2, credit_pb2, forest_pb2
 from treecredit_server.codec.forest import decode_forest
 from treecredit_server.config import Limits

@@ -2,6 +2,8 @@
 and the kernels nothing of the service."""
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -43,6 +45,18 @@ def test_request_errors_are_raised_by_decoding():
     raising = {
         str(path.relative_to(ROOT))
         for path in (ROOT / "server/treecredit_server/compute").rglob("*.py")
-        if "treecredit.errors" in imported_modules(path)
+        if "treecredit._request_errors" in imported_modules(path)
     }
     assert raising == {"server/treecredit_server/compute/watch.py"}
+
+
+def test_compute_and_kernels_load_no_grpc():
+    """Not only no direct import: nothing compute or the kernels import (the SDK's gRPC-free modules they share,
+    `treecredit/__init__.py` on the way) loads grpc. Checked in a fresh interpreter, where nothing loaded it yet."""
+    modules = ["treecredit_kernels", *(
+        "treecredit_server.compute" + ("" if path.stem == "__init__" else f".{path.stem}")
+        for path in sorted((ROOT / "server/treecredit_server/compute").glob("*.py")))]
+    script = f"import importlib, sys\nfor name in {modules!r}:\n    importlib.import_module(name)\n" \
+             "print(sorted(name for name in sys.modules if name == 'grpc' or name.startswith('grpc.')))"
+    loaded = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"

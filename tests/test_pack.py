@@ -13,7 +13,7 @@ import pytest
 
 import treecredit
 from treecredit.client import pack_request
-from treecredit.errors import ResourceExhausted
+from treecredit._request_errors import ResourceExhausted
 from treecredit.v1 import credit_pb2_grpc
 from treecredit_server.codec.forest import decode_forest
 from treecredit_server.codec.packing import decode_pack

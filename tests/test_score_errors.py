@@ -9,7 +9,7 @@ import pytest
 import treecredit
 from treecredit_server.process import start_server
 from treecredit import _wire
-from treecredit.errors import InvalidArgument, ResourceExhausted
+from treecredit._request_errors import InvalidArgument, ResourceExhausted
 from treecredit.client import score_request
 from treecredit.v1 import credit_pb2, credit_pb2_grpc, forest_pb2
 

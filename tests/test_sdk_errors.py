@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import treecredit
+from treecredit import _request_errors, forest_json
 from treecredit_server.process import start_server
 
 # Root 0 -> {1 -> {3, 4}, 2}; leaf 4 has no reward, which only the server checks.
@@ -43,6 +44,19 @@ def test_existing_grpc_handlers_still_catch_refusals(client):
         assert error.details().startswith(FIELD + ":")
     else:
         pytest.fail("no error")
+
+
+def test_the_grpc_free_classes_the_server_raises_catch_refusals_and_local_checks_alike(client):
+    """The server raises `_request_errors` classes (no grpc in its compute layer); a refusal reaches the caller as
+    the SDK's class of the status, which is also the gRPC-free class, as is an error of the SDK's own checks."""
+    with pytest.raises(_request_errors.InvalidArgument) as refused:
+        client.score(NO_REWARD, "grpo")
+    assert_refusal(refused.value, treecredit.InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT, FIELD, PROBLEM)
+    with pytest.raises(treecredit.InvalidArgument) as local:
+        forest_json.parse([])
+    assert type(local.value) is treecredit.InvalidArgument and isinstance(local.value, _request_errors.RequestError)
+    assert (local.value.field, local.value.problem, local.value.code()) == (
+        "(top level)", "expected an object, got a list", grpc.StatusCode.INVALID_ARGUMENT)
 
 
 def test_the_asyncio_client_raises_the_same(server):

@@ -16,7 +16,7 @@ import pytest
 
 from scrape import sample
 from treecredit import _wire
-from treecredit.errors import InvalidArgument, ResourceExhausted
+from treecredit._request_errors import InvalidArgument, ResourceExhausted
 from treecredit.v1 import confidence_pb2 as cpb
 from treecredit.v1 import credit_pb2 as pb
 from treecredit.v1 import credit_pb2_grpc

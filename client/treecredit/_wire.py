@@ -8,7 +8,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from treecredit.errors import InvalidArgument, ResourceExhausted
+from treecredit._request_errors import InvalidArgument, ResourceExhausted
 from treecredit.v1 import forest_pb2 as pb
 
 # bfloat16 has no numpy dtype: it travels as raw 2-byte words and is decoded to float32.

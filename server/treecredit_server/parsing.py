@@ -11,7 +11,7 @@ from __future__ import annotations
 import grpc
 from google.protobuf.message import DecodeError
 
-from treecredit.errors import InvalidArgument
+from treecredit._request_errors import InvalidArgument
 from treecredit.v1 import credit_pb2
 
 SERVICE_NAME = credit_pb2.DESCRIPTOR.services_by_name["CreditService"].full_name

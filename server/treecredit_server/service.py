@@ -1,8 +1,8 @@
 """The gRPC layer: each RPC reads straight down, off the event loop: one decode that validates every field, one
 compute call, one encode.
 
-No math lives here. Request errors (`treecredit.errors`, raised by decoding and by Watch sessions) become gRPC
-statuses.
+No math lives here. Request errors (`treecredit._request_errors`, free of gRPC, raised by decoding and by Watch
+sessions) become the gRPC status they name, with the field at fault in the trailing metadata.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 
 import grpc
 
-from treecredit.errors import FIELD_KEY, REQUEST_ID_KEY, InvalidArgument, RequestError, ResourceExhausted
+from treecredit._request_errors import InvalidArgument, RequestError, ResourceExhausted
+from treecredit.errors import FIELD_KEY, REQUEST_ID_KEY
 from treecredit.v1 import confidence_pb2 as cpb
 from treecredit.v1 import credit_pb2 as pb
 from treecredit.v1 import credit_pb2_grpc as pb_grpc
@@ -70,7 +71,7 @@ def unary(handler):
             response = await handler(self, request, context)
             response_bytes = _sendable_size(response, self._max_response_bytes)
         except RequestError as error:
-            status, details, response, response_bytes = error.code(), str(error), None, 0
+            status, details, response, response_bytes = grpc.StatusCode[error.status_name], str(error), None, 0
             context.set_trailing_metadata(((REQUEST_ID_KEY, request_id), (FIELD_KEY, error.field.encode())))
         except asyncio.CancelledError:
             record(grpc.StatusCode.CANCELLED)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from multiprocessing import resource_tracker, shared_memory
 from typing import TypeVar
 
-from treecredit.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
+from treecredit._request_errors import FailedPrecondition, InvalidArgument, ResourceExhausted
 
 T = TypeVar("T")
 _mapping_lock = threading.Lock()  # pairs attach with untrack, and guards _lingering

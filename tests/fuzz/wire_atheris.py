@@ -3,7 +3,7 @@
     python tests/fuzz/wire_atheris.py -runs=100000        # or without -runs: until stopped
 
 Each input is split into a decode call's arguments and the bytes of a `Tensor` message; the decoder must
-return an array that matches the bytes, or raise `treecredit.errors.RequestError`, and nothing else. Or it is
+return an array that matches the bytes, or raise `treecredit._request_errors.RequestError`, and nothing else. Or it is
 a list of int64 counts and a limit: `check_sizes` must return their exact sum when every count and the sum
 are within the limit, and refuse them otherwise, however the int64 sum would wrap.
 """
@@ -19,7 +19,7 @@ with atheris.instrument_imports():
     from google.protobuf.message import DecodeError
 
     from treecredit import _wire
-    from treecredit.errors import RequestError
+    from treecredit._request_errors import RequestError
     from treecredit.v1 import forest_pb2
 
 GROUPS = (_wire.INTEGER, _wire.FLOAT, _wire.LOW_FLOAT, _wire.MASK)

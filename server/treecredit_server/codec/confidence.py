@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from treecredit import _wire
-from treecredit.errors import InvalidArgument
+from treecredit._request_errors import InvalidArgument
 from treecredit.v1 import confidence_pb2 as pb
 from treecredit_server.codec import fields
 from treecredit_server.codec.forest import MAX_TOPK, decode_forest

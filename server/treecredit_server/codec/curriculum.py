@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from treecredit import _wire
-from treecredit.errors import InvalidArgument
+from treecredit._request_errors import InvalidArgument
 from treecredit.v1 import curriculum_pb2 as pb
 from treecredit_server.codec.fields import array, finite
 from treecredit_server.codec.forest import decode_forest

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import numpy as np
 
 from treecredit import _wire
-from treecredit.errors import InvalidArgument
+from treecredit._request_errors import InvalidArgument
 
 MAX_WINDOW = 1 << 20
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from treecredit import _wire
-from treecredit.errors import InvalidArgument
+from treecredit._request_errors import InvalidArgument
 from treecredit.v1 import forest_pb2
 from treecredit_server.codec.fields import TOPK_PROBLEM, refuse_first, unusable_topk
 from treecredit_server.compute.forest import ForestArrays

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from treecredit import _wire
-from treecredit.errors import InvalidArgument, RequestError
+from treecredit._request_errors import InvalidArgument, RequestError
 from treecredit.v1 import credit_pb2 as pb
 from treecredit.v1 import packing_pb2 as ppb
 from treecredit_server.codec import score as score_codec

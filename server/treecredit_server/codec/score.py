@@ -8,7 +8,7 @@ import math
 import numpy as np
 
 from treecredit import _wire
-from treecredit.errors import InvalidArgument, ResourceExhausted
+from treecredit._request_errors import InvalidArgument, ResourceExhausted
 from treecredit.v1 import credit_pb2 as pb
 from treecredit_server.codec.fields import window
 from treecredit_server.codec.forest import decode_forest

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from treecredit import _wire
-from treecredit.errors import InvalidArgument, ResourceExhausted
+from treecredit._request_errors import InvalidArgument, ResourceExhausted
 from treecredit.v1 import forest_pb2 as fpb
 from treecredit.v1 import tokens_pb2 as pb
 from treecredit_server.codec.fields import TOPK_PROBLEM, refuse_first, unusable_topk

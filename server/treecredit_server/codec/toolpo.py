@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from treecredit import _wire
-from treecredit.errors import InvalidArgument
+from treecredit._request_errors import InvalidArgument
 from treecredit.v1 import toolpo_pb2 as pb
 from treecredit_server.codec.fields import array
 from treecredit_server.compute.forest import ForestArrays

@@ -17,7 +17,7 @@ from enum import IntEnum
 
 import numpy as np
 
-from treecredit.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
+from treecredit._request_errors import FailedPrecondition, InvalidArgument, ResourceExhausted
 from treecredit_server.compute.filtering import grouped_threshold
 from treecredit_server.compute.trace_confidence import topk_confidence
 
@@ -142,7 +142,7 @@ class Step:
 
 
 class WatchSession:
-    """The state of one prompt's stream. Methods raise `treecredit.errors` naming the offending field."""
+    """The state of one prompt's stream. Methods raise `treecredit._request_errors` naming the offending field."""
 
     def __init__(self, options: WatchOptions, *, max_trajectories: int, max_bytes: int):
         self.options = options
