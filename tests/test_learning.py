@@ -1,6 +1,7 @@
 """The learning experiment (experiments/learning, docs/LEARNING.md): its exact advantage against a brute-force
-enumeration written from the definition, its statistics against hand-computed values, and the whole pipeline in
-quick mode (`make learning QUICK=1`) writing every output. Outcomes are not asserted: one seed, two updates."""
+enumeration written from the definition, its statistics against hand-computed values, the packed training loss
+against the same loss with a row per trajectory on real batches credited by a real server, and the whole pipeline
+in quick mode (`make learning QUICK=1`) writing every output. Outcomes are not asserted: one seed, two updates."""
 
 from __future__ import annotations
 
@@ -14,10 +15,14 @@ import numpy as np
 import pytest
 import torch
 
-from experiments.learning.policy import Policy, exact_values, next_action_logprobs
+import treecredit
+import treecredit.torch
+from experiments.learning.__main__ import SIZES
+from experiments.learning.policy import Policy, action_logprobs, exact_values, next_action_logprobs
+from experiments.learning.sampling import sample
 from experiments.learning.stats import sign_agreement, spearman
 from experiments.learning.tasks import TASKS
-from experiments.learning.train import ARMS, CREDIT_ESTIMATORS
+from experiments.learning.train import ARMS, CREDIT_ESTIMATORS, packed_loss, padded_loss
 
 ROOT = Path(__file__).parents[1]
 
@@ -58,6 +63,62 @@ def test_spearman_and_sign_agreement_by_hand():
     assert np.isnan(spearman(np.array([1.0, 1.0]), np.array([0.0, 2.0])))
     # pairs where both are non-zero: (1, 2) agree, (-1, 3) disagree, (2, -1) disagree; (0, 5) and (4, 0) skipped
     assert sign_agreement(np.array([1.0, -1.0, 2.0, 0.0, 4.0]), np.array([2.0, 3.0, -1.0, 5.0, 0.0])) == pytest.approx(1 / 3)
+
+
+def gradients(policy, loss) -> list[torch.Tensor]:
+    policy.zero_grad()
+    loss.backward()
+    return [p.grad.clone() for p in policy.parameters()]
+
+
+def relative_difference(got: torch.Tensor, want: torch.Tensor) -> float:
+    """max |got - want| / max |want| (0 where both are 0)."""
+    scale = want.abs().max().item()
+    return (got - want).abs().max().item() / scale if scale else got.abs().max().item()
+
+
+@pytest.mark.parametrize("name", list(TASKS))
+def test_packed_loss_and_gradients_equal_the_padded_ones(client, name):
+    """On the experiment's batches (its budget per prompt, each arm's forks and estimator, credit from the
+    server), training on `client.pack(...)` is training on `score(...).padded()`: every trajectory token's log-prob,
+    the loss (-token-mean of A, the ratio being 1) and every parameter's gradient agree within 1e-5 relative."""
+    task = TASKS[name](7)
+    torch.manual_seed(7)
+    policy = Policy(task)
+    generator, rng = torch.Generator().manual_seed(7), np.random.default_rng(7)
+    budget, _ = SIZES[name]
+    rows = rng.choice(task.train_rows, size=3, replace=False)  # the experiment's budget per prompt, fewer prompts
+    prompt_len = task.prompts.shape[1]
+    for arm, (forks, estimator) in ARMS.items():
+        if estimator == "oracle":
+            continue
+        batch = sample(policy, task, rows, budget, forks=forks, generator=generator, rng=rng, client=client)
+        forest = batch.forest(task)
+        advantages, mask, _ = client.score(forest, estimator=estimator).padded()
+        assert not mask[:, :prompt_len].any()  # the prompt is input, never trained on
+        advantages, mask = advantages[:, prompt_len:], mask[:, prompt_len:]
+        packed = client.pack(forest, estimator, loss_agg_mode="token-mean")
+        assert np.array_equal(packed.leaf_ids, batch.leaves)
+        if forks != "chain":  # siblings share their prefix: it is packed once
+            assert packed.num_tokens < len(batch.leaves) * prompt_len + mask.sum()
+
+        path_rows, paths = batch.paths()
+        padded_logprobs = action_logprobs(policy, task.prompts[path_rows], paths).detach()
+        logits = policy.packed(torch.as_tensor(packed.input_ids, dtype=torch.long),
+                               torch.as_tensor(packed.position_ids, dtype=torch.long),
+                               treecredit.torch.tree_attention_mask(packed))
+        unpacked = packed.unpack(treecredit.torch.packed_logprobs(logits, packed).detach().numpy())[:, prompt_len:]
+        np.testing.assert_allclose(unpacked[mask], padded_logprobs.numpy()[mask], rtol=1e-5, atol=1e-6)
+
+        want = padded_loss(policy, task, batch, advantages, mask)
+        got = packed_loss(policy, packed)
+        # at ratio 1 the loss is -mean over trajectory tokens of A, by hand in float64
+        by_hand = -advantages[mask].astype(np.float64).sum() / mask.sum()
+        scale = max(np.abs(advantages[mask]).mean(), 1e-12)
+        assert abs(want.item() - by_hand) <= 1e-5 * scale, arm
+        assert abs(got.item() - want.item()) <= 1e-5 * scale, arm
+        for packed_grad, padded_grad in zip(gradients(policy, got), gradients(policy, want), strict=True):
+            assert relative_difference(packed_grad, padded_grad) <= 1e-5, arm
 
 
 def test_quick_run_writes_every_output(tmp_path):

@@ -31,6 +31,14 @@ class Policy(nn.Module):
         hidden = self.embed(tokens) + self.position(torch.arange(length))
         return self.head(self.blocks(hidden, mask=causal, is_causal=True))
 
+    def packed(self, tokens: torch.Tensor, positions: torch.Tensor, attend: torch.Tensor) -> torch.Tensor:
+        """One packed sequence: token ids `[T]`, `positions [T]`, `attend` bool `[T, T]` (query may see key) ->
+        logits over the whole vocabulary `[T, num_symbols + A]`. The policy never emits a prompt symbol: those
+        logits are -1e4, whose probability is exactly 0 in float32, so the actions' log-probs are unchanged."""
+        hidden = self.embed(tokens) + self.position(positions)
+        actions = self.head(self.blocks(hidden[None], mask=~attend))[0]
+        return nn.functional.pad(actions, (self.num_symbols, 0), value=-1e4)
+
 
 def sequences(policy: Policy, prompts: np.ndarray, paths: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
     """`(tokens int64 [L, prompt_len + T], actions int64 [L, T])` right-padded with action 0; `T` = longest path."""

@@ -20,8 +20,8 @@ from experiments.learning.tasks import episode_rewards
 
 @dataclass
 class Batch:
-    """The sampled forest of one update. Node 0.. in order of sampling; roots carry no tokens (the prompt is the
-    policy's input, not its output); every other node is one action."""
+    """The sampled forest of one update. Node 0.. in order of sampling; roots stand for the prompt (the policy's
+    input, not its output); every other node is one action."""
 
     parent: list[int] = field(default_factory=list)
     action: list[int] = field(default_factory=list)    # -1 at roots
@@ -68,15 +68,22 @@ class Batch:
         return sum(a >= 0 for a in self.action)
 
     def forest(self, task) -> treecredit.Forest:
-        """The forest to send: rewards at the leaves, one token (with its log-prob) per action node."""
+        """The forest to send: rewards at the leaves; each root carries its prompt (the policy's input, loss mask
+        0, log-prob 0), each action node one token, `num_symbols + action`, with its log-prob and loss mask 1."""
         rows, paths = self.paths()
         reward = np.full(len(self.parent), np.nan)
         reward[self.leaves] = episode_rewards(task, rows, paths)
         action = np.asarray(self.action)
-        is_action = action >= 0
+        is_root = action < 0
+        num_tokens = np.where(is_root, task.prompts.shape[1], 1)
+        token_ids = np.concatenate([task.prompts[r] if a < 0 else [task.num_symbols + a]
+                                    for r, a in zip(self.row, self.action)])
+        is_prompt = np.repeat(is_root, num_tokens)
+        logprobs = np.zeros(len(token_ids))
+        logprobs[~is_prompt] = np.asarray(self.logprob)[~is_root]
         return treecredit.Forest.from_arrays(
-            self.parent, group=self.row, reward=reward, num_tokens=is_action.astype(np.int64),
-            token_ids=action[is_action], logprobs=np.asarray(self.logprob)[is_action])
+            self.parent, group=self.row, reward=reward, num_tokens=num_tokens, token_ids=token_ids,
+            loss_mask=~is_prompt, logprobs=logprobs)
 
 
 def sample(policy: Policy, task, rows: np.ndarray, budget: int, *, forks: str, generator: torch.Generator,

@@ -1,8 +1,10 @@
-"""One training run (task x arm x seed): sample, one `client.score` call, the loss, the step.
+"""One training run (task x arm x seed): sample, one `client.pack` call, the loss, the step.
 
 Every arm gets the same budget of generated tokens per update, the same learning rate and, for a given seed,
 the same initial policy, prompts and key. One Adam step per batch on the batch's own samples (so the PPO ratio
-is 1 and the clipped loss is the plain policy gradient), token-mean over every trajectory's tokens.
+is 1 and the clipped loss is the plain policy gradient), token-mean over every trajectory's tokens. Arms credited
+by the service train on the packed forest (every shared token once, the tree attention mask); the oracle, whose
+credit is enumerated here, on a row per trajectory: the same loss (tests/test_learning.py).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import treecredit
 from experiments.learning.policy import ExactValues, Policy, action_logprobs, exact_values, success
 from experiments.learning.sampling import Batch, sample
 from experiments.learning.stats import sign_agreement, spearman
+from treecredit.torch import packed_logprobs, packed_policy_loss, tree_attention_mask
 from experiments.learning.tasks import TASKS
 
 # arm -> (how a batch is sampled, the estimator the service scores it with; "oracle" is A* by enumeration)
@@ -72,18 +75,33 @@ def train(job: Job, client: treecredit.CreditClient) -> dict:
 
         batch = sample(policy, task, rows, job.budget, forks=forks, generator=generator, rng=rng, client=client)
         if estimator == "oracle":
-            advantages, mask = oracle_advantages(batch, exact_values(policy, task, rows))
+            loss = padded_loss(policy, task, batch, *oracle_advantages(batch, exact_values(policy, task, rows)))
         else:
-            advantages, mask, _ = client.score(batch.forest(task), estimator=estimator).padded()
-        path_rows, paths = batch.paths()
-        logprobs = action_logprobs(policy, task.prompts[path_rows], paths)
-        mask = torch.from_numpy(mask)
-        loss = -(torch.from_numpy(advantages) * logprobs)[mask].sum() / mask.sum()
+            loss = packed_loss(policy, client.pack(batch.forest(task), estimator, loss_agg_mode="token-mean"))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         tokens += batch.tokens_generated()
     return {**asdict(job), "curve": curve, "credit_accuracy": accuracy}
+
+
+def packed_loss(policy: Policy, packed: treecredit.PackedForest) -> torch.Tensor:
+    """The loss on the packed forest: one forward over every unique token under the tree attention mask, each
+    token's log-prob read from its parent's row, weighted by the service for token-mean over the trajectories."""
+    logits = policy.packed(torch.as_tensor(packed.input_ids, dtype=torch.long),
+                           torch.as_tensor(packed.position_ids, dtype=torch.long), tree_attention_mask(packed))
+    logprobs = packed_logprobs(logits, packed)
+    return packed_policy_loss(logprobs, logprobs.detach(), packed)  # on-policy: ratio 1, the policy gradient
+
+
+def padded_loss(policy: Policy, task, batch: Batch, advantages: np.ndarray, mask: np.ndarray) -> torch.Tensor:
+    """The same loss with a row per trajectory: -mean over trajectory tokens of A * ratio, the ratio pi / pi_old
+    1 on-policy (its gradient: -mean of A * grad log pi). `advantages`, `mask`: `[L, T]` over each trajectory's
+    actions, leaves ascending."""
+    path_rows, paths = batch.paths()
+    logprobs = action_logprobs(policy, task.prompts[path_rows], paths)
+    mask = torch.from_numpy(mask)
+    return -(torch.from_numpy(advantages) * torch.exp(logprobs - logprobs.detach()))[mask].sum() / mask.sum()
 
 
 def node_exact_advantages(batch: Batch, exact: ExactValues) -> np.ndarray:
